@@ -1,0 +1,285 @@
+"""Preprocess every volume of a case table into a content-addressed, resumable float16 cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..fsutil import atomic_output, write_json
+from .cases import write_cases
+from .preprocess import PreprocessCfg, preprocess
+from .volume import VolumeError, read_volume
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class Job:
+    """One volume to preprocess: where it is and the metadata that changes its output."""
+
+    volume: str
+    path: str
+    slope: float | None = None
+    intercept: float | None = None
+    version: str | None = None
+    spacing: tuple[float, float, float] | None = None
+    problem: str | None = None
+
+    def params(self) -> str:
+        """Everything besides file content and config that affects the output."""
+        return json.dumps([self.slope, self.intercept, self.version, self.spacing])
+
+
+@dataclass
+class RunSummary:
+    """What `preprocess_cases` did; also written as `preprocess.json`."""
+
+    out_dir: str
+    config: dict
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def cache_key(content_digest: str, cfg: PreprocessCfg, job: Job) -> str:
+    """Content address of one output: input bytes + preprocess config + rescale parameters."""
+    blob = f"{content_digest}|{cfg.digest()}|{job.params()}".encode()
+    return hashlib.sha1(blob).hexdigest()[:24]
+
+
+def cache_file(out_dir: Path, key: str, ext: str = ".npy") -> Path:
+    return out_dir / "volumes" / key[:2] / f"{key}{ext}"
+
+
+def jobs_from_cases(cases: pa.Table, intensity: str | None = None) -> list[Job]:
+    """One job per case row; CT-RATE v1 volumes without a metadata row are marked as problems."""
+    jobs = []
+    for row in cases.to_pylist():
+        version = intensity or (row["intensity_version"] if row["intensity_source"] == "override"
+                                else None)
+        job = Job(row["volume"], row["path"], row["slope"], row["intercept"], version,
+                  tuple(row["spacing"]) if row["spacing"] else None, row["problem"])
+        if row["source"] == "ctrate" and not row["in_metadata"] and row["intensity_version"] != "v2":
+            job.problem = job.problem or "not in the metadata CSV (no rescale slope/intercept)"
+        jobs.append(job)
+    return jobs
+
+
+def _process(job: Job, cfg_dict: dict, out_dir: str) -> dict:
+    """Worker: hash, skip if cached, else load + preprocess + write atomically."""
+    start = time.perf_counter()
+    cfg, out = PreprocessCfg.from_dict(cfg_dict), Path(out_dir)
+    try:
+        raw = Path(job.path).read_bytes()
+    except OSError as exc:
+        return {"volume": job.volume, "status": "failed", "error": f"{job.path}: {exc}"}
+    digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
+    key = cache_key(digest, cfg, job)
+    if cache_file(out, key).exists():
+        return {**_cached_record(out, key, job, digest), "path": job.path}
+    try:
+        vol = read_volume(job.path, job.slope, job.intercept, job.version, job.spacing, raw=raw)
+        del raw
+        x = preprocess(vol.hu, vol.spacing, cfg)
+    except (VolumeError, ValueError, FileNotFoundError) as exc:
+        return {"volume": job.volume, "status": "failed", "error": str(exc)}
+    record = {**_record(job, key, digest, vol, time.perf_counter() - start), "path": job.path}
+    _write_output(out, key, x.astype(cfg.cache_dtype), record)
+    return record
+
+
+def _record(job: Job, key: str, digest: str, vol, seconds: float) -> dict:
+    return {
+        "volume": job.volume, "status": "done", "key": key, "content": digest,
+        "intensity_version": vol.intensity_version, "intensity_reason": vol.intensity_reason,
+        "orientation": vol.orientation, "spacing": list(vol.spacing),
+        "source_shape": list(vol.source_shape), "seconds": round(seconds, 3),
+    }
+
+
+def _cached_record(out: Path, key: str, job: Job, digest: str) -> dict:
+    record = json.loads(cache_file(out, key, ".json").read_text())
+    return {**record, "volume": job.volume, "status": "skipped", "content": digest}
+
+
+def _write_output(out: Path, key: str, x: np.ndarray, record: dict) -> None:
+    """Sidecar JSON first, then the array; the array's existence marks the volume done."""
+    write_json(cache_file(out, key, ".json"), record)
+    with atomic_output(cache_file(out, key), ".npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, x)
+
+
+class StatCache:
+    """path -> (size, mtime_ns, content digest): unchanged files are skipped without reading."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.entries: dict[str, list] = json.loads(path.read_text()) if path.exists() else {}
+        self._since_save = 0
+
+    def split_known(self, jobs: list[Job], cfg: PreprocessCfg, out: Path):
+        """(records of cached jobs whose file is unchanged, jobs that must run)."""
+        known, todo = [], []
+        for job in jobs:
+            digest = self._digest(job.path)
+            key = cache_key(digest, cfg, job) if digest else None
+            if key and cache_file(out, key).exists():
+                known.append({**_cached_record(out, key, job, digest), "path": job.path})
+            else:
+                todo.append(job)
+        return known, todo
+
+    def _digest(self, path: str) -> str | None:
+        entry = self.entries.get(path)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return entry[2] if entry and entry[:2] == [st.st_size, st.st_mtime_ns] else None
+
+    def note(self, rec: dict) -> None:
+        """Remember the digest of a finished file; save every 50 volumes (crash safety)."""
+        if rec.get("content") and rec.get("path"):
+            st = os.stat(rec["path"])
+            self.entries[rec["path"]] = [st.st_size, st.st_mtime_ns, rec["content"]]
+            self._since_save += 1
+        if self._since_save >= 50:
+            self.save()
+
+    def save(self) -> None:
+        write_json(self.path, self.entries)
+        self._since_save = 0
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_jobs(jobs: list[Job], cfg: PreprocessCfg, out: Path, workers: int):
+    """Yield worker records as they finish (inline when workers <= 1)."""
+    if workers <= 1:
+        for job in jobs:
+            yield _process(job, cfg.to_dict(), str(out))
+        return
+    import multiprocessing as mp
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        futures = [pool.submit(_process, job, cfg.to_dict(), str(out)) for job in jobs]
+        for fut in as_completed(futures):
+            yield fut.result()
+
+
+def preprocess_cases(
+    cases: pa.Table,
+    out_dir: str | Path,
+    cfg: PreprocessCfg | None = None,
+    workers: int = 1,
+    intensity: str | None = None,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Preprocess every case into `out_dir` (cache, `index.parquet`, `preprocess.json`).
+
+    Unchanged inputs with an unchanged config are skipped; a killed run resumes, redoing at
+    most the volumes that were in flight. Bad volumes are reported one line each and the
+    batch goes on; `summary.ok` is False when any failed.
+    """
+    cfg, out = cfg or PreprocessCfg(), Path(out_dir)
+    start = time.perf_counter()
+    write_cases(cases, out / "cases.parquet")
+    summary = RunSummary(str(out), cfg.to_dict())
+    jobs = jobs_from_cases(cases, intensity)
+    runnable = [j for j in jobs if not _reject(j, summary)]
+    stats = StatCache(out / "stat_cache.json")
+    known, runnable = stats.split_known(runnable, cfg, out)
+    records = _collect(_chain(known, _run_jobs(runnable, cfg, out, workers)), summary,
+                       len(jobs), progress, stats)
+    summary.seconds = round(time.perf_counter() - start, 3)
+    stats.save()
+    _write_index(out, records)
+    write_json(out / "preprocess.json", _summary_json(summary, records))
+    return summary
+
+
+def _reject(job: Job, summary: RunSummary) -> bool:
+    if job.problem is None:
+        return False
+    summary.failed.append({"volume": job.volume, "error": f"{job.path}: {job.problem}"})
+    log.error("%s: %s", job.path, job.problem)
+    return True
+
+
+def _chain(first, second):
+    yield from first
+    yield from second
+
+
+def _collect(results, summary: RunSummary, total: int, progress: Progress | None,
+             stats: StatCache) -> list[dict]:
+    records = []
+    for rec in results:
+        stats.note(rec)
+        if rec["status"] == "failed":
+            summary.failed.append({"volume": rec["volume"], "error": rec["error"]})
+            log.error("%s", rec["error"])
+        else:
+            (summary.done if rec["status"] == "done" else summary.skipped).append(rec["volume"])
+            records.append(rec)
+        if progress:
+            progress(len(records) + len(summary.failed), total, rec["volume"])
+    return records
+
+
+def _summary_json(summary: RunSummary, records: list[dict]) -> dict:
+    return {
+        "config": summary.config, "seconds": summary.seconds,
+        "counts": {"done": len(summary.done), "skipped": len(summary.skipped),
+                   "failed": len(summary.failed)},
+        "failed": summary.failed,
+        "volumes": sorted(records, key=lambda r: r["volume"]),
+    }
+
+
+def _write_index(out: Path, records: list[dict]) -> None:
+    """`index.parquet`: volume -> cache file and the decisions taken loading it."""
+    rows = [{"volume": r["volume"], "key": r["key"], "file": str(cache_file(out, r["key"])),
+             "intensity_version": r["intensity_version"], "intensity_reason": r["intensity_reason"],
+             "orientation": r["orientation"]} for r in records]
+    table = pa.Table.from_pylist(sorted(rows, key=lambda r: r["volume"]), schema=_INDEX_SCHEMA)
+    with atomic_output(out / "index.parquet", ".parquet") as tmp:
+        pq.write_table(table, tmp)
+
+
+_INDEX_SCHEMA = pa.schema([(n, pa.string()) for n in (
+    "volume", "key", "file", "intensity_version", "intensity_reason", "orientation")])
+
+
+def open_preprocessed(out_dir: str | Path, volume: str) -> np.ndarray:
+    """Memory-map one preprocessed volume (D, H, W) from a finished run."""
+    index = pq.read_table(Path(out_dir) / "index.parquet").to_pylist()
+    match = [r for r in index if r["volume"] == volume]
+    if not match:
+        raise KeyError(f"{volume}: not in {out_dir}/index.parquet")
+    return np.load(match[0]["file"], mmap_mode="r")

@@ -1,0 +1,53 @@
+"""CT-RATE names as data: the 18 abnormalities, CSV columns and the case-table columns."""
+
+PATHOLOGIES: tuple[str, ...] = (
+    "Medical material",
+    "Arterial wall calcification",
+    "Cardiomegaly",
+    "Pericardial effusion",
+    "Coronary artery wall calcification",
+    "Hiatal hernia",
+    "Lymphadenopathy",
+    "Emphysema",
+    "Atelectasis",
+    "Lung nodule",
+    "Lung opacity",
+    "Pulmonary fibrotic sequela",
+    "Pleural effusion",
+    "Mosaic attenuation pattern",
+    "Peribronchial thickening",
+    "Consolidation",
+    "Bronchiectasis",
+    "Interlobular septal thickening",
+)
+
+# Key column of every CT-RATE CSV; older releases spelled it AccessionNo.
+KEY = "VolumeName"
+KEY_ALIASES: tuple[str, ...] = ("VolumeName", "AccessionNo")
+
+REPORT_COLUMNS: tuple[str, ...] = (
+    "VolumeName", "ClinicalInformation_EN", "Technique_EN", "Findings_EN", "Impressions_EN",
+)
+REPORT_MISSING = "Not given."
+
+METADATA_COLUMNS: tuple[str, ...] = (
+    "VolumeName", "Manufacturer", "SeriesDescription", "ManufacturerModelName", "PatientSex",
+    "PatientAge", "ReconstructionDiameter", "DistanceSourceToDetector", "DistanceSourceToPatient",
+    "GantryDetectorTilt", "TableHeight", "RotationDirection", "ExposureTime", "XRayTubeCurrent",
+    "Exposure", "FilterType", "GeneratorPower", "FocalSpots", "ConvolutionKernel",
+    "PatientPosition", "RevolutionTime", "SingleCollimationWidth", "TotalCollimationWidth",
+    "TableSpeed", "TableFeedPerRotation", "SpiralPitchFactor", "DataCollectionCenterPatient",
+    "ReconstructionTargetCenterPatient", "ExposureModulationType", "CTDIvol",
+    "ImagePositionPatient", "ImageOrientationPatient", "SliceLocation", "SamplesPerPixel",
+    "PhotometricInterpretation", "Rows", "Columns", "XYSpacing", "RescaleIntercept",
+    "RescaleSlope", "RescaleType", "NumberofSlices", "ZSpacing", "StudyDate",
+)
+
+# Folder / file names of a CT-RATE download (relative to dataset/).
+SPLIT_DIRS = {"train": "train", "valid": "valid", "train_fixed": "train", "valid_fixed": "valid"}
+REPORT_FILES = {"train": "train_reports.csv", "valid": "validation_reports.csv"}
+LABEL_FILES = {"train": "train_predicted_labels.csv", "valid": "valid_predicted_labels.csv"}
+METADATA_FILES = {"train": "train_metadata.csv", "valid": "validation_metadata.csv"}
+REPORTS_DIR = "radiology_text_reports"
+LABELS_DIR = "multi_abnormality_labels"
+METADATA_DIR = "metadata"

@@ -1,0 +1,212 @@
+"""Load a CT volume as float32 HU in the model's (S, L, P) axis order, with clear errors."""
+
+from __future__ import annotations
+
+import io
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel import orientations as ornt_mod
+
+from .intensity import decide_intensity
+
+log = logging.getLogger(__name__)
+
+# Model axis order (depth, height, width): index grows toward superior, patient-left, posterior.
+MODEL_AXCODES = ("S", "L", "P")
+# CT-RATE v1 headers are blank; their stored voxel order is (L, P, S) (official input = SLP).
+BLANK_HEADER_AXCODES = ("L", "P", "S")
+
+
+class VolumeError(ValueError):
+    """A volume that cannot be used; the message names the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+        self.problem = problem
+
+
+@dataclass
+class LoadedVolume:
+    """A volume in model axis order plus every decision taken while loading it."""
+
+    hu: np.ndarray                           # (D, H, W) float32 HU, possibly a strided view
+    spacing: tuple[float, float, float]      # mm along (D, H, W)
+    intensity_version: str                   # "v1" (rescaled) | "v2" (already HU) | "hu" (header)
+    intensity_reason: str
+    orientation: str                         # how the axis order was found
+    source_shape: tuple[int, ...]
+
+
+def _gunzip(path: Path, raw: bytes) -> bytes:
+    """Decompress gzip bytes with ISA-L (fast) and report corrupt or truncated files."""
+    from isal import igzip
+
+    try:
+        return igzip.decompress(raw)
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        raise VolumeError(path, f"corrupt or truncated gzip ({exc})") from None
+
+
+def read_nifti_bytes(path: Path, raw: bytes | None = None) -> tuple[nib.Nifti1Header, np.ndarray]:
+    """Read header and raw stored array (Fortran order, zero-copy over the file bytes)."""
+    raw = path.read_bytes() if raw is None else raw
+    if raw[:2] == b"\x1f\x8b":
+        raw = _gunzip(path, raw)
+    header = _parse_header(path, raw)
+    shape = header.get_data_shape()
+    dtype = header.get_data_dtype()
+    offset = int(header.get_data_offset())
+    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) < need:
+        raise VolumeError(path, f"truncated file: {len(raw)} of {need} bytes")
+    data = np.ndarray(shape, dtype=dtype, buffer=raw, offset=offset, order="F")
+    return header, data
+
+
+def _parse_header(path: Path, raw: bytes) -> nib.Nifti1Header:
+    """Parse a NIfTI-1 or NIfTI-2 header from the start of the decompressed bytes."""
+    for cls in (nib.Nifti1Header, nib.Nifti2Header):
+        try:
+            return cls.from_fileobj(io.BytesIO(raw[: cls.template_dtype.itemsize]), check=True)
+        except Exception:  # noqa: BLE001 - try the next header type
+            continue
+    raise VolumeError(path, "not a NIfTI file (unreadable header)")
+
+
+def header_is_blank(header: nib.Nifti1Header) -> bool:
+    """True when neither qform nor sform is set (original CT-RATE v1 files)."""
+    return int(header["qform_code"]) == 0 and int(header["sform_code"]) == 0
+
+
+def _squeeze_to_3d(path: Path, data: np.ndarray) -> np.ndarray:
+    """Accept 3D (or 4D with one frame); reject 2D and true 4D images."""
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise VolumeError(path, f"expected a 3D volume, got {data.ndim}D shape {data.shape}")
+    if min(data.shape) < 2:
+        raise VolumeError(path, f"expected a 3D volume, got a single slice {data.shape}")
+    return data
+
+
+def _to_float32_hu(path: Path, stored: np.ndarray, scl: tuple[float, float]) -> np.ndarray:
+    """Stored values -> float32 (layout kept) with the header scaling applied; reject NaN/inf."""
+    out = stored.astype(np.float32, order="K")
+    if np.issubdtype(stored.dtype, np.floating):
+        bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+        if bad:
+            raise VolumeError(path, f"{bad} NaN/inf voxels")
+    slope, inter = scl
+    if slope != 1.0:
+        out *= np.float32(slope)
+    if inter != 0.0:
+        out += np.float32(inter)
+    return out
+
+
+def _header_scaling(header: nib.Nifti1Header) -> tuple[float, float]:
+    """(slope, intercept) stored in the NIfTI header; unset or zero slope means identity."""
+    slope, inter = header.get_slope_inter()
+    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
+    inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+    return slope, inter
+
+
+def orient(path: Path, arr: np.ndarray, affine: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Reorder/flip axes (views only) to MODEL_AXCODES; returns (array, perm, description).
+
+    `perm[i]` is the source axis that became model axis i. `affine=None` means a blank header:
+    the stored voxel order is taken as (L, P, S), as CT-RATE v1 stored it.
+    """
+    if affine is None:
+        src = ornt_mod.axcodes2ornt(BLANK_HEADER_AXCODES)
+        how = "blank header: stored voxel order taken as (L,P,S)"
+    else:
+        src = ornt_mod.io_orientation(affine)
+        how = "affine " + "".join(ornt_mod.ornt2axcodes(src))
+    transform = ornt_mod.ornt_transform(src, ornt_mod.axcodes2ornt(MODEL_AXCODES))
+    out = ornt_mod.apply_orientation(arr, transform)
+    perm = np.argsort(transform[:, 0]).astype(int)
+    return out, perm, how
+
+
+def _zooms(path: Path, header: nib.Nifti1Header, blank: bool) -> tuple[float, ...] | None:
+    """Voxel sizes along the stored axes from the affine (None when the header is blank)."""
+    if blank:
+        return None
+    aff = header.get_best_affine()
+    zooms = tuple(float(z) for z in np.sqrt((aff[:3, :3] ** 2).sum(axis=0)))
+    if not all(np.isfinite(zooms)) or min(zooms) <= 0:
+        raise VolumeError(path, f"zero or negative voxel spacing {zooms}")
+    return zooms
+
+
+def read_volume(
+    path: str | Path,
+    slope: float | None = None,
+    intercept: float | None = None,
+    version: str | None = None,
+    spacing: tuple[float, float, float] | None = None,
+    raw: bytes | None = None,
+) -> LoadedVolume:
+    """Load one NIfTI file (or DICOM series folder) as float32 HU in (S, L, P) order.
+
+    Args:
+        path: `.nii`/`.nii.gz` file, or a folder holding one DICOM series.
+        slope, intercept: CT-RATE metadata rescale (HU = stored * slope + intercept for v1).
+        version: "v1" | "v2" | "hu" to override the intensity detection (see `intensity`).
+        spacing: (depth, height, width) mm in model order; overrides the header (CT-RATE
+            metadata), required when the header is blank.
+        raw: the file's bytes when the caller already read them (cache hashing).
+    """
+    path = Path(path)
+    if path.is_dir():
+        from .dicom import read_dicom_series
+
+        return read_dicom_series(path, spacing=spacing)
+    if raw is None and not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    header, stored = read_nifti_bytes(path, raw)
+    stored = _squeeze_to_3d(path, stored)
+    blank = header_is_blank(header)
+    hu = _to_float32_hu(path, stored, _header_scaling(header))
+    decision = decide_intensity(path, hu, slope, intercept, version)
+    decision.apply(hu)
+    affine = None if blank else header.get_best_affine()
+    model, perm, how = orient(path, hu, affine)
+    zooms = _zooms(path, header, blank)
+    model_spacing = _model_spacing(path, zooms, perm, spacing)
+    if blank:
+        log.info("%s: %s", path, how)
+    return LoadedVolume(model, model_spacing, decision.version, decision.reason, how,
+                        tuple(stored.shape))
+
+
+def _model_spacing(path: Path, zooms, perm, override) -> tuple[float, float, float]:
+    """Spacing in model order: the override (metadata) wins, else the header zooms."""
+    if override is not None:
+        sp = tuple(float(s) for s in override)
+        if len(sp) != 3 or not all(np.isfinite(sp)) or min(sp) <= 0:
+            raise VolumeError(path, f"zero or negative spacing {sp}")
+        return sp  # type: ignore[return-value]
+    if zooms is None:
+        raise VolumeError(path, "blank header and no metadata spacing")
+    return tuple(zooms[int(p)] for p in perm)  # type: ignore[return-value]
+
+
+def load_volume(
+    path: str | Path,
+    slope: float | None = None,
+    intercept: float | None = None,
+    version: str | None = None,
+    spacing: tuple[float, float, float] | None = None,
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Float32 HU array in model axis order (D, H, W) = (S, L, P) and its spacing in mm."""
+    vol = read_volume(path, slope, intercept, version, spacing)
+    return vol.hu, vol.spacing
