@@ -78,7 +78,8 @@ def read_keyed_csv(path: Path) -> tuple[list[str], dict[str, dict]]:
         reader.fieldnames = header
         key = next((k for k in KEY_ALIASES if k in header), None)
         if key is None:
-            raise CTRateError(f"{path}: no {' or '.join(KEY_ALIASES)} column (header: {header[:5]})")
+            names = " or ".join(KEY_ALIASES)
+            raise CTRateError(f"{path}: no {names} column (header: {header[:5]})")
         rows = {F.volume_key(r[key]): r for r in reader if (r.get(key) or "").strip()}
     return header, rows
 

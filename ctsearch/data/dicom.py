@@ -62,7 +62,8 @@ def _stack_hu(slices: list) -> np.ndarray:
     planes = []
     for s in slices:
         px = s.pixel_array.astype(np.float32)
-        px = px * float(getattr(s, "RescaleSlope", 1.0)) + float(getattr(s, "RescaleIntercept", 0.0))
+        slope = float(getattr(s, "RescaleSlope", 1.0))
+        px = px * slope + float(getattr(s, "RescaleIntercept", 0.0))
         planes.append(px.T)  # pixel_array is (rows, cols): transpose to (col index, row index)
     return np.stack(planes, axis=-1)
 

@@ -77,7 +77,8 @@ def jobs_from_cases(cases: pa.Table, intensity: str | None = None) -> list[Job]:
                                 else None)
         job = Job(row["volume"], row["path"], row["slope"], row["intercept"], version,
                   tuple(row["spacing"]) if row["spacing"] else None, row["problem"])
-        if row["source"] == "ctrate" and not row["in_metadata"] and row["intensity_version"] != "v2":
+        needs_meta = row["source"] == "ctrate" and row["intensity_version"] != "v2"
+        if needs_meta and not row["in_metadata"]:
             job.problem = job.problem or "not in the metadata CSV (no rescale slope/intercept)"
         jobs.append(job)
     return jobs
@@ -221,6 +222,22 @@ def preprocess_cases(
     _write_index(out, records)
     write_json(out / "preprocess.json", _summary_json(summary, records))
     return summary
+
+
+def preprocess_tree(
+    data: str | Path,
+    out_dir: str | Path,
+    cfg: PreprocessCfg | str = "paper",
+    workers: int = 1,
+    intensity: str | None = None,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Read a data root (CT-RATE tree or plain folder) and preprocess all of it."""
+    from .ingest import read_any
+    from .preprocess import preset
+
+    cfg = preset(cfg) if isinstance(cfg, str) else cfg
+    return preprocess_cases(read_any(data, intensity), out_dir, cfg, workers, intensity, progress)
 
 
 def _reject(job: Job, summary: RunSummary) -> bool:

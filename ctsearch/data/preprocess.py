@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class PreprocessCfg:
-    """Constants of the official pipeline (CT-CLIP `data_inference_nii.py`); saved with artifacts."""
+    """Constants of the official pipeline (`data_inference_nii.py`); saved with artifacts."""
 
     hu_min: float = -1000.0                                 # clip window low (HU); also pad value
     hu_max: float = 1000.0                                  # clip window high (HU)
@@ -40,7 +40,7 @@ class PreprocessCfg:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown PreprocessCfg keys {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(f"unknown PreprocessCfg keys {sorted(unknown)}; known {sorted(known)}")
         return cls(**d)
 
     def digest(self) -> str:
@@ -133,7 +133,8 @@ def _source_slice(n: int, out: int, flipped: bool) -> tuple[slice, slice]:
 def _crop_pad_scale(r: torch.Tensor, flips: list[int], cfg: PreprocessCfg) -> torch.Tensor:
     """Centre crop/pad (pad = hu_min) to `cfg.shape`, flip, map [hu_min, hu_max] -> [-1, 1]."""
     out = torch.full(cfg.shape, float(cfg.hu_min), dtype=torch.float32)
-    pairs = [_source_slice(n, o, ax in flips) for ax, (n, o) in enumerate(zip(r.shape, cfg.shape))]
+    sizes = zip(r.shape, cfg.shape, strict=True)
+    pairs = [_source_slice(n, o, ax in flips) for ax, (n, o) in enumerate(sizes)]
     region = r[tuple(p[0] for p in pairs)]
     if flips:
         region = torch.flip(region, flips)

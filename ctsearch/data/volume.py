@@ -46,10 +46,11 @@ class LoadedVolume:
 def _gunzip(path: Path, raw: bytes) -> bytes:
     """Decompress gzip bytes with ISA-L (fast) and report corrupt or truncated files."""
     from isal import igzip
+    from isal.igzip_lib import IsalError
 
     try:
         return igzip.decompress(raw)
-    except (OSError, EOFError, zlib.error, ValueError) as exc:
+    except (OSError, EOFError, zlib.error, ValueError, IsalError) as exc:
         raise VolumeError(path, f"corrupt or truncated gzip ({exc})") from None
 
 
@@ -70,13 +71,24 @@ def read_nifti_bytes(path: Path, raw: bytes | None = None) -> tuple[nib.Nifti1He
 
 
 def _parse_header(path: Path, raw: bytes) -> nib.Nifti1Header:
-    """Parse a NIfTI-1 or NIfTI-2 header from the start of the decompressed bytes."""
-    for cls in (nib.Nifti1Header, nib.Nifti2Header):
-        try:
-            return cls.from_fileobj(io.BytesIO(raw[: cls.template_dtype.itemsize]), check=True)
-        except Exception:  # noqa: BLE001 - try the next header type
-            continue
-    raise VolumeError(path, "not a NIfTI file (unreadable header)")
+    """Parse a NIfTI-1 or NIfTI-2 header from the start of the decompressed bytes.
+
+    nibabel's own checks are off: they would silently "fix" zero spacing, which must be an
+    error here; the size field, magic and data type are checked instead.
+    """
+    size = {int.from_bytes(raw[:4], order) for order in ("little", "big")}
+    cls = nib.Nifti1Header if 348 in size else nib.Nifti2Header if 540 in size else None
+    if cls is None or len(raw) < cls.template_dtype.itemsize:
+        raise VolumeError(path, "not a NIfTI file (unreadable header)")
+    header = cls.from_fileobj(io.BytesIO(raw[: cls.template_dtype.itemsize]), check=False)
+    if bytes(header["magic"]).rstrip(b"\x00") not in (b"n+1", b"ni1", b"n+2"):
+        raise VolumeError(path, "not a NIfTI file (bad magic)")
+    try:
+        header.get_data_dtype()
+    except KeyError:
+        code = int(header["datatype"])
+        raise VolumeError(path, f"unsupported NIfTI data type code {code}") from None
+    return header
 
 
 def header_is_blank(header: nib.Nifti1Header) -> bool:
@@ -118,7 +130,9 @@ def _header_scaling(header: nib.Nifti1Header) -> tuple[float, float]:
     return slope, inter
 
 
-def orient(path: Path, arr: np.ndarray, affine: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, str]:
+def orient(
+    path: Path, arr: np.ndarray, affine: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Reorder/flip axes (views only) to MODEL_AXCODES; returns (array, perm, description).
 
     `perm[i]` is the source axis that became model axis i. `affine=None` means a blank header:
@@ -129,6 +143,8 @@ def orient(path: Path, arr: np.ndarray, affine: np.ndarray | None) -> tuple[np.n
         how = "blank header: stored voxel order taken as (L,P,S)"
     else:
         src = ornt_mod.io_orientation(affine)
+        if np.isnan(src).any():
+            raise VolumeError(path, "degenerate affine (an axis has no direction)")
         how = "affine " + "".join(ornt_mod.ornt2axcodes(src))
     transform = ornt_mod.ornt_transform(src, ornt_mod.axcodes2ornt(MODEL_AXCODES))
     out = ornt_mod.apply_orientation(arr, transform)
@@ -140,6 +156,9 @@ def _zooms(path: Path, header: nib.Nifti1Header, blank: bool) -> tuple[float, ..
     """Voxel sizes along the stored axes from the affine (None when the header is blank)."""
     if blank:
         return None
+    pixdim = [float(p) for p in header["pixdim"][1:4]]
+    if int(header["sform_code"]) == 0 and min(pixdim) <= 0:
+        raise VolumeError(path, f"zero or negative voxel spacing {tuple(pixdim)}")
     aff = header.get_best_affine()
     zooms = tuple(float(z) for z in np.sqrt((aff[:3, :3] ** 2).sum(axis=0)))
     if not all(np.isfinite(zooms)) or min(zooms) <= 0:
@@ -178,9 +197,9 @@ def read_volume(
     hu = _to_float32_hu(path, stored, _header_scaling(header))
     decision = decide_intensity(path, hu, slope, intercept, version)
     decision.apply(hu)
+    zooms = _zooms(path, header, blank)
     affine = None if blank else header.get_best_affine()
     model, perm, how = orient(path, hu, affine)
-    zooms = _zooms(path, header, blank)
     model_spacing = _model_spacing(path, zooms, perm, spacing)
     if blank:
         log.info("%s: %s", path, how)

@@ -1,0 +1,1 @@
+"""Benchmarks run by `ctsearch bench ...` (installed as ctsearch.bench)."""

@@ -1,0 +1,26 @@
+"""The `ctsearch` Typer app: one thin command per library function."""
+
+from __future__ import annotations
+
+import typer
+
+from . import bench, data, demo
+from .preprocess import preprocess_cmd
+from .ui import setup_logging
+
+app = typer.Typer(help="ctsearch: retrieval and embedding search for 3D chest CT.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(data.app, name="data")
+app.add_typer(bench.app, name="bench")
+app.command("preprocess")(preprocess_cmd)
+app.command("demo")(demo.demo_cmd)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    """Configure logging for every command."""
+    setup_logging(verbose)
+
+
+if __name__ == "__main__":
+    app()

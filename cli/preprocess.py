@@ -1,0 +1,32 @@
+"""`ctsearch preprocess`: the official preprocessing over a whole tree, cached and resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .ui import console, fail, print_table, progress_bar
+
+
+def preprocess_cmd(
+    data: Path = typer.Option(..., exists=True, help="CT-RATE root (or a folder of NIfTI/DICOM)."),
+    out: Path = typer.Option(Path("ctsearch-home/preprocessed"), help="Cache folder."),
+    preset: str = typer.Option("paper", help="Preprocess preset: paper | half | quarter | tiny."),
+    workers: int = typer.Option(2, help="Parallel worker processes."),
+    intensity: str = typer.Option(None, help="Force v1 | v2 | hu instead of detecting."),
+) -> None:
+    """Preprocess every volume (HU, clip, resample, crop/pad, scale) into a float16 cache."""
+    from ctsearch.data import preprocess_tree
+
+    try:
+        with progress_bar("preprocess") as update:
+            summary = preprocess_tree(data, out, preset, workers, intensity, update)
+    except (ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    rows = [["done", len(summary.done)], ["skipped", len(summary.skipped)],
+            ["failed", len(summary.failed)], ["seconds", summary.seconds]]
+    print_table("preprocess", ["", "volumes"], rows)
+    console.print(f"cache and preprocess.json in [bold]{out}[/bold]")
+    if not summary.ok:
+        raise fail(f"{len(summary.failed)} volume(s) failed; see {out / 'preprocess.json'}")

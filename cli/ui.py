@@ -1,0 +1,72 @@
+"""Shared CLI plumbing: logging setup, rich progress bars, tables and errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Library modules log; only the CLI installs a handler."""
+    level = logging.DEBUG if verbose else logging.INFO
+    handler = RichHandler(console=err_console, show_path=False, show_time=False)
+    logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+
+
+class RateColumn(TextColumn):
+    """Items per second."""
+
+    def __init__(self, unit: str):
+        super().__init__("")
+        self.unit = unit
+
+    def render(self, task):  # noqa: D102
+        speed = task.finished_speed or task.speed
+        return f"{speed:.2f} {self.unit}/s" if speed else f"- {self.unit}/s"
+
+
+@contextmanager
+def progress_bar(description: str, unit: str = "vol") -> Iterator:
+    """Yield a `callback(done, total, name)` that drives a rich bar with rate and ETA."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               RateColumn(unit), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=err_console, transient=False) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int, name: str = "") -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def print_table(title: str, header: list[str], rows: list[list]) -> None:
+    """A simple rich table on stdout."""
+    table = Table(title=title)
+    for h in header:
+        table.add_column(h)
+    for row in rows:
+        table.add_row(*[str(c) for c in row])
+    console.print(table)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one error line and return the Exit to raise."""
+    err_console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)

@@ -1,0 +1,15 @@
+"""Pick the reader for a data root: a CT-RATE tree or a plain folder of NIfTI/DICOM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from .ctrate import is_ctrate_tree, read_ctrate
+from .folder import read_folder
+
+
+def read_any(root: str | Path, intensity: str | None = None) -> pa.Table:
+    """A CT-RATE tree via `read_ctrate`, anything else via `read_folder`."""
+    return read_ctrate(root, intensity) if is_ctrate_tree(root) else read_folder(root)
