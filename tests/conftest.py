@@ -80,7 +80,7 @@ def meta_row(name: str, shape, spacing_xyz, intercept=-1024.0, vendor="Philips")
 def mini_tree(tmp_path: Path) -> dict:
     """A CT-RATE tree with one v1 scan (two reconstructions, -1024 and -8192), one v2 scan."""
     ds = tmp_path / "dataset"
-    hu = chest_hu()
+    hu = np.round(chest_hu())
     sp = (2.0, 2.0, 4.0)
     cases = {
         "train_1_a_1.nii.gz": ("train", -1024.0, "Philips"),

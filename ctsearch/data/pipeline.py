@@ -89,10 +89,9 @@ def _process(job: Job, cfg_dict: dict, out_dir: str) -> dict:
     start = time.perf_counter()
     cfg, out = PreprocessCfg.from_dict(cfg_dict), Path(out_dir)
     try:
-        raw = Path(job.path).read_bytes()
+        raw, digest = _read_input(Path(job.path))
     except OSError as exc:
         return {"volume": job.volume, "status": "failed", "error": f"{job.path}: {exc}"}
-    digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
     key = cache_key(digest, cfg, job)
     if cache_file(out, key).exists():
         return {**_cached_record(out, key, job, digest), "path": job.path}
@@ -105,6 +104,19 @@ def _process(job: Job, cfg_dict: dict, out_dir: str) -> dict:
     record = {**_record(job, key, digest, vol, time.perf_counter() - start), "path": job.path}
     _write_output(out, key, x.astype(cfg.cache_dtype), record)
     return record
+
+
+def _read_input(path: Path) -> tuple[bytes | None, str]:
+    """(file bytes, content digest); a DICOM folder hashes all its files, bytes None."""
+    h = hashlib.blake2b(digest_size=16)
+    if path.is_dir():
+        for f in sorted(p for p in path.iterdir() if p.is_file()):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+        return None, h.hexdigest()
+    raw = path.read_bytes()
+    h.update(raw)
+    return raw, h.hexdigest()
 
 
 def _record(job: Job, key: str, digest: str, vol, seconds: float) -> dict:

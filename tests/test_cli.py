@@ -1,0 +1,51 @@
+"""The Typer CLI: help for every group, preprocess exit codes, case table export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ctsearch.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("group", [[], ["data"], ["bench"], ["preprocess"], ["demo"],
+                                   ["data", "synth"], ["bench", "preprocess"]])
+def test_help(group):
+    result = runner.invoke(app, [*group, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_preprocess_command_ok_then_failure_exit_code(mini_tree, tmp_path):
+    out = tmp_path / "pre"
+    args = ["preprocess", "--data", str(mini_tree["root"]), "--out", str(out),
+            "--preset", "tiny", "--workers", "1"]
+    ok = runner.invoke(app, args)
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((out / "preprocess.json").read_text())["counts"]["done"] == 3
+    bad = mini_tree["root"] / "dataset/valid_fixed/valid_7/valid_7_a/valid_7_a_1.nii.gz"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a nifti at all" * 30)
+    failed = runner.invoke(app, args)
+    assert failed.exit_code == 1
+    assert "1 volume(s) failed" in failed.output
+    counts = json.loads((out / "preprocess.json").read_text())["counts"]
+    assert counts == {"done": 0, "skipped": 3, "failed": 1}
+
+
+def test_unknown_preset_is_one_line(mini_tree, tmp_path):
+    result = runner.invoke(app, ["preprocess", "--data", str(mini_tree["root"]), "--out",
+                                 str(tmp_path / "p"), "--preset", "huge"])
+    assert result.exit_code == 1 and "unknown preprocess preset 'huge'" in result.output
+
+
+def test_data_cases_writes_parquet(mini_tree, tmp_path):
+    out = tmp_path / "cases.parquet"
+    result = runner.invoke(app, ["data", "cases", "--data", str(mini_tree["root"]), "--out",
+                                 str(out)])
+    assert result.exit_code == 0, result.output
+    assert "3 volumes" in result.output and out.exists()
