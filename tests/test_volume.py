@@ -7,10 +7,11 @@ import gzip
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import chest_hu, lps_affine, write_nifti
 from nibabel import orientations as O
 
 from ctsearch.data import VolumeError, load_volume, read_volume
+
+from conftest import chest_hu, lps_affine, write_nifti
 
 SP = (2.0, 2.5, 4.0)  # mm along L, P, S
 

@@ -34,12 +34,13 @@ class Patient:
 class Acquisition:
     """One reconstruction: grid, intensity storage, noise/kernel and DICOM-style metadata."""
 
-    shape: tuple[int, int, int]            # (nx, ny, nz) voxels: x -> patient left, y -> posterior, z -> superior
+    # (nx, ny, nz) voxels: x -> patient left, y -> posterior, z -> superior
+    shape: tuple[int, int, int]
     spacing: tuple[float, float, float]    # (sx, sy, sz) mm
     intercept: float = -1024.0             # stored = HU - intercept (slope 1), v1 semantics
     slope: float = 1.0
     noise_hu: float = 15.0                 # std of scanner noise in HU
-    sharpness: float = 0.5                 # 0 = soft kernel (smooth) .. 1 = sharp lung kernel (edge enhancing)
+    sharpness: float = 0.5                 # 0 = soft (smooth) .. 1 = sharp lung kernel (edges)
     kernel: str = "B"                      # ConvolutionKernel string written to metadata
     manufacturer: str = "Philips"
     model_name: str = "iCT 256"
