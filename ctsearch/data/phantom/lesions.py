@@ -192,14 +192,15 @@ def consolidation(vol, grid, body: Body, masks, f: Finding, rng) -> None:
 def interlobular_septal_thickening(vol, grid, body: Body, masks, f: Finding, rng) -> None:
     """Polygonal network of thin septal lines in the sub-pleural lung."""
     X, Y, Z = grid.open()
-    warp = 6.0 * smooth_noise(grid.shape, rng, 10)
-    cell = 11.0
+    warp = 9.0 * smooth_noise(grid.shape, rng, 7)
+    cell = 15.0
+    half_width = max(0.5, 0.3 * float(grid.x[1] - grid.x[0])) / cell
     lines = np.zeros(grid.shape, bool)
     for coord in (X + warp, Y - warp, Z + 0.5 * warp):
         frac = np.mod(coord, cell) / cell
-        lines |= np.broadcast_to(np.minimum(frac, 1 - frac) < 0.12, grid.shape)
+        lines |= np.broadcast_to(np.minimum(frac, 1 - frac) < half_width, grid.shape)
     for side in sides_for(f.laterality or "bilateral", rng):
-        sel = masks["lungs"][side] & periphery(grid, body, side, 15.0 + 15.0 * f.severity) & lines
+        sel = masks["lungs"][side] & periphery(grid, body, side, 10.0 + 15.0 * f.severity) & lines
         vol[sel] = -380.0
 
 
