@@ -45,7 +45,8 @@ def acquisition_stats(rows: list[dict]) -> dict:
                      float(r["RescaleIntercept"])) for r in rows if r.get("RescaleIntercept"))
     return {
         "vendor": [[*k, c] for k, c in joint.most_common()],
-        "xy_spacing": _hist([parse_xy_spacing(r["XYSpacing"]) for r in rows], lambda v: round(v, 3)),
+        "xy_spacing": _hist([parse_xy_spacing(r["XYSpacing"]) for r in rows],
+                            lambda v: round(v, 3)),
         "z_spacing": _hist([float(r["ZSpacing"]) for r in rows if r["ZSpacing"]],
                            lambda v: round(v, 2)),
         "rows": _hist([int(r["Rows"]) for r in rows if r["Rows"]]),
@@ -97,7 +98,8 @@ def sample_acquisition_fields(rng: np.random.Generator, stats: dict) -> dict:
     return {
         "manufacturer": manufacturer, "model_name": model, "kernel": kernel,
         "intercept": float(intercept), "xy_spacing": float(_draw(rng, acq["xy_spacing"])[0]),
-        "z_spacing": float(_draw(rng, acq["z_spacing"])[0]), "rows": int(_draw(rng, acq["rows"])[0]),
+        "z_spacing": float(_draw(rng, acq["z_spacing"])[0]),
+        "rows": int(_draw(rng, acq["rows"])[0]),
         "n_slices": int(_draw(rng, acq["slices"])[0] + rng.integers(0, 50)),
         "sex": str(_draw(rng, acq["sex"])[0]),
         "age": int(min(95, max(18, _draw(rng, acq["age"])[0] + rng.integers(0, 5)))),

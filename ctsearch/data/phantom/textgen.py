@@ -13,7 +13,8 @@ POSITIVE = {
     "Medical material": ["Sternotomy wires are observed.", "A pacemaker with its lead in the right "
                          "heart chambers is seen.", "Postoperative metallic material is present."],
     "Arterial wall calcification": ["Calcific atheroma plaques are observed in the aortic wall.",
-                                    "Atherosclerotic calcifications are seen in the thoracic aorta.",
+                                    "Atherosclerotic calcifications are seen in the thoracic "
+                                    "aorta.",
                                     "There are calcified plaques in the aortic arch and "
                                     "descending aorta."],
     "Cardiomegaly": ["The heart is enlarged (cardiomegaly).", "Cardiomegaly is present.",
