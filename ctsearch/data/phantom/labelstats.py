@@ -30,9 +30,15 @@ def label_stats(rows: list[dict]) -> dict:
     bits = ["".join("1" if float(r.get(p) or 0) > 0 else "0" for p in PATHOLOGIES) for r in rows]
     counts = Counter(bits)
     top = counts.most_common(N_PATTERNS)
-    prevalence = [sum(b[i] == "1" for b in bits) / max(len(bits), 1) for i in range(18)]
-    return {"names": list(PATHOLOGIES), "n": len(bits), "prevalence": prevalence,
-            "patterns": [[b, c] for b, c in top], "other": len(bits) - sum(c for _, c in top)}
+    kept = {b for b, _ in top}
+    rest = [b for b in bits if b not in kept]
+    return {"names": list(PATHOLOGIES), "n": len(bits), "prevalence": _prevalence(bits),
+            "patterns": [[b, c] for b, c in top], "other": len(rest),
+            "other_prevalence": _prevalence(rest)}
+
+
+def _prevalence(bits: list[str]) -> list[float]:
+    return [sum(b[i] == "1" for b in bits) / max(len(bits), 1) for i in range(18)]
 
 
 def _hist(values, key=lambda v: v) -> list:
@@ -85,7 +91,7 @@ def sample_labels(rng: np.random.Generator, stats: dict) -> dict[str, int]:
     lab = stats["labels"]
     total = lab["n"]
     if rng.random() < lab["other"] / total:
-        bits = [int(rng.random() < p) for p in lab["prevalence"]]
+        bits = [int(rng.random() < p) for p in lab["other_prevalence"]]
     else:
         bits = [int(c) for c in _draw(rng, lab["patterns"])[0]]
     return dict(zip(PATHOLOGIES, bits, strict=True))
