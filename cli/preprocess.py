@@ -11,14 +11,16 @@ from .ui import console, fail, print_table, progress_bar
 
 def preprocess_cmd(
     data: Path = typer.Option(..., exists=True, help="CT-RATE root (or a folder of NIfTI/DICOM)."),
-    out: Path = typer.Option(Path("ctsearch-home/preprocessed"), help="Cache folder."),
+    out: Path = typer.Option(None, help="Cache folder [default: $CTSEARCH_HOME/preprocessed]."),
     preset: str = typer.Option("paper", help="Preprocess preset: paper | half | quarter | tiny."),
     workers: int = typer.Option(2, help="Parallel worker processes."),
     intensity: str = typer.Option(None, help="Force v1 | v2 | hu instead of detecting."),
 ) -> None:
     """Preprocess every volume (HU, clip, resample, crop/pad, scale) into a float16 cache."""
     from ctsearch.data import preprocess_tree
+    from ctsearch.fsutil import default_home
 
+    out = out or default_home() / "preprocessed"
     try:
         with progress_bar("preprocess") as update:
             summary = preprocess_tree(data, out, preset, workers, intensity, update)

@@ -27,6 +27,11 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
             tmp_path.unlink()
 
 
+def default_home() -> Path:
+    """Where built artifacts live: `$CTSEARCH_HOME`, else `./ctsearch-home`."""
+    return Path(os.environ.get("CTSEARCH_HOME") or "ctsearch-home")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

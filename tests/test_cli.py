@@ -49,3 +49,24 @@ def test_data_cases_writes_parquet(mini_tree, tmp_path):
                                  str(out)])
     assert result.exit_code == 0, result.output
     assert "3 volumes" in result.output and out.exists()
+
+
+def test_synth_then_demo_end_to_end(tmp_path):
+    result = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "s"), "--n", "3",
+                                 "--workers", "1", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "s/dataset").rglob("*.nii.gz"))) == 3
+    demo = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--n", "4",
+                               "--workers", "1"])
+    assert demo.exit_code == 0, demo.output
+    assert "preprocessed" in demo.output and "positive volumes per label" in demo.output
+    report = json.loads((tmp_path / "demo/preprocessed/preprocess.json").read_text())
+    assert report["counts"]["done"] == 4 and report["counts"]["failed"] == 0
+
+
+def test_preprocess_default_home(mini_tree, tmp_path, monkeypatch):
+    monkeypatch.setenv("CTSEARCH_HOME", str(tmp_path / "home"))
+    result = runner.invoke(app, ["preprocess", "--data", str(mini_tree["root"]), "--preset",
+                                 "tiny", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "home/preprocessed/preprocess.json").exists()

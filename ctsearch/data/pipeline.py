@@ -98,11 +98,11 @@ def _process(job: Job, cfg_dict: dict, out_dir: str) -> dict:
     try:
         vol = read_volume(job.path, job.slope, job.intercept, job.version, job.spacing, raw=raw)
         del raw
-        x = preprocess(vol.hu, vol.spacing, cfg)
+        x = preprocess(vol.hu, vol.spacing, cfg, dtype=cfg.cache_dtype, inplace=True)
     except (VolumeError, ValueError, FileNotFoundError) as exc:
         return {"volume": job.volume, "status": "failed", "error": str(exc)}
     record = {**_record(job, key, digest, vol, time.perf_counter() - start), "path": job.path}
-    _write_output(out, key, x.astype(cfg.cache_dtype), record)
+    _write_output(out, key, x, record)
     return record
 
 

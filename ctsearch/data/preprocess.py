@@ -98,14 +98,15 @@ def _memory_layout(a: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
     return view, flips, order
 
 
-def _resample_unflipped(hu: np.ndarray, spacing, cfg: PreprocessCfg):
+def _resample_unflipped(hu: np.ndarray, spacing, cfg: PreprocessCfg, inplace: bool = False):
     """Resample in memory order: (tensor in model axis order but not yet flipped, flips)."""
     size = resampled_shape(hu.shape, spacing, cfg.spacing)
     view, flips, order = _memory_layout(hu)
     t = torch.from_numpy(view)
+    owned = inplace or t.dtype != torch.float32 or not np.may_share_memory(view, hu)
     t = t.float() if t.dtype != torch.float32 else t
     if cfg.clip_first:
-        t = t.clamp(cfg.hu_min, cfg.hu_max)
+        t = t.clamp_(cfg.hu_min, cfg.hu_max) if owned else t.clamp(cfg.hu_min, cfg.hu_max)
     mem_size = [size[ax] for ax in order]
     r = F.interpolate(t[None, None], size=mem_size, mode="trilinear", align_corners=False)
     return r[0, 0].permute(*np.argsort(order).tolist()), flips
@@ -130,39 +131,48 @@ def _source_slice(n: int, out: int, flipped: bool) -> tuple[slice, slice]:
     return src, dst
 
 
-def _crop_pad_scale(r: torch.Tensor, flips: list[int], cfg: PreprocessCfg) -> torch.Tensor:
-    """Centre crop/pad (pad = hu_min) to `cfg.shape`, flip, map [hu_min, hu_max] -> [-1, 1]."""
-    out = torch.full(cfg.shape, float(cfg.hu_min), dtype=torch.float32)
+def _crop_pad_scale(r: torch.Tensor, flips: list[int], cfg: PreprocessCfg,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Scale [hu_min, hu_max] -> [-1, 1] (in place on `r`), centre crop/pad (pad -1), flip."""
+    centre = (cfg.hu_max + cfg.hu_min) / 2.0
+    r.sub_(centre).mul_(2.0 / (cfg.hu_max - cfg.hu_min))
+    if not cfg.clip_first:
+        r.clamp_(-1.0, 1.0)
+    out = torch.full(cfg.shape, -1.0, dtype=dtype)
     sizes = zip(r.shape, cfg.shape, strict=True)
     pairs = [_source_slice(n, o, ax in flips) for ax, (n, o) in enumerate(sizes)]
     region = r[tuple(p[0] for p in pairs)]
     if flips:
         region = torch.flip(region, flips)
     out[tuple(p[1] for p in pairs)] = region
-    centre = (cfg.hu_max + cfg.hu_min) / 2.0
-    out.sub_(centre).mul_(2.0 / (cfg.hu_max - cfg.hu_min))
-    return out if cfg.clip_first else out.clamp_(-1.0, 1.0)
+    return out
 
 
 def crop_pad_scale(x: np.ndarray, cfg: PreprocessCfg) -> np.ndarray:
     """Centre crop/pad a (D, H, W) HU array to `cfg.shape` and scale to [-1, 1]."""
     view, flips, order = _memory_layout(x)
     t = torch.from_numpy(view).permute(*np.argsort(order).tolist())
-    return _crop_pad_scale(t.float(), flips, cfg).numpy()
+    return _crop_pad_scale(t.clone().float(), flips, cfg).numpy()
 
 
 def preprocess(
     hu: np.ndarray,
     spacing: tuple[float, float, float],
     cfg: PreprocessCfg | None = None,
+    dtype: str = "float32",
+    inplace: bool = False,
 ) -> np.ndarray:
-    """HU volume (D, H, W) at `spacing` mm -> model input `cfg.shape` float32 in [-1, 1].
+    """HU volume (D, H, W) at `spacing` mm -> model input `cfg.shape` in [-1, 1].
 
     Steps (reference §2.1): clip to [hu_min, hu_max], trilinear resample to `cfg.spacing`
-    (sizes truncated as the official `int()`), centre crop then pad (value -1), scale.
+    (sizes truncated as the official `int()`), scale, centre crop then pad (value -1).
+
+    Args:
+        dtype: output dtype ("float32", or "float16" for the on-disk cache).
+        inplace: allow clipping `hu` in place (saves one full-size copy; pipelines own it).
     """
     cfg = cfg or PreprocessCfg()
     if hu.ndim != 3:
         raise ValueError(f"preprocess expects a 3D (D, H, W) array, got shape {hu.shape}")
-    r, flips = _resample_unflipped(hu, spacing, cfg)
-    return _crop_pad_scale(r, flips, cfg).numpy()
+    r, flips = _resample_unflipped(hu, spacing, cfg, inplace)
+    return _crop_pad_scale(r, flips, cfg, getattr(torch, dtype)).numpy()
