@@ -96,7 +96,7 @@ def read_dicom_series(folder: Path, spacing=None):
     zooms = tuple(float(z) for z in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
     if min(zooms) <= 0:
         raise VolumeError(folder, f"zero or negative voxel spacing {zooms}")
-    return LoadedVolume(model, _model_spacing(folder, zooms, perm, spacing), "hu",
+    return LoadedVolume(model, 1.0, 0.0, _model_spacing(folder, zooms, perm, spacing), "hu",
                         "DICOM RescaleSlope/Intercept applied per slice", "DICOM " + how,
                         tuple(hu.shape))
 

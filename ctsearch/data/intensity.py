@@ -21,14 +21,11 @@ class IntensityDecision:
     slope: float = 1.0
     intercept: float = 0.0
 
-    def apply(self, values: np.ndarray) -> None:
-        """Rescale `values` in place when the decision is v1."""
+    def compose(self, slope: float, offset: float) -> tuple[float, float]:
+        """(slope, offset) from stored values to HU after a header scaling `slope, offset`."""
         if self.version != "v1":
-            return
-        if self.slope != 1.0:
-            values *= np.float32(self.slope)
-        if self.intercept != 0.0:
-            values += np.float32(self.intercept)
+            return slope, offset
+        return slope * self.slope, offset * self.slope + self.intercept
 
 
 def _air_fraction(sample: np.ndarray, slope: float, intercept: float) -> float:
@@ -79,10 +76,10 @@ def _forced(path, version, slope, intercept, has_meta) -> IntensityDecision:
 
 
 def _by_values(values: np.ndarray, slope: float, intercept: float) -> IntensityDecision:
-    """Value-range rule on a strided sample (every 4th voxel per axis)."""
+    """Value-range rule on a sample of the (header-scaled) values."""
     if slope == 1.0 and intercept == 0.0:
         return IntensityDecision("v1", "metadata rescale is the identity", slope, intercept)
-    sample = np.asarray(values[::4, ::4, ::4], dtype=np.float32)
+    sample = np.asarray(values, dtype=np.float32)
     stored = _air_fraction(sample, 1.0, 0.0)
     rescaled = _air_fraction(sample, slope, intercept)
     detail = f"air/lung voxels {stored:.0%} as stored, {rescaled:.0%} after rescale"

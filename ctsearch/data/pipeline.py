@@ -98,7 +98,7 @@ def _process(job: Job, cfg_dict: dict, out_dir: str) -> dict:
     try:
         vol = read_volume(job.path, job.slope, job.intercept, job.version, job.spacing, raw=raw)
         del raw
-        x = preprocess(vol.hu, vol.spacing, cfg, dtype=cfg.cache_dtype, inplace=True)
+        x = preprocess(vol.stored, vol.spacing, cfg, cfg.cache_dtype, vol.slope, vol.offset)
     except (VolumeError, ValueError, FileNotFoundError) as exc:
         return {"volume": job.volume, "status": "failed", "error": str(exc)}
     record = {**_record(job, key, digest, vol, time.perf_counter() - start), "path": job.path}

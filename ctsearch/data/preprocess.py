@@ -9,7 +9,8 @@ from importlib import resources
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from .resample import SlabResampler, crop_pad_slices  # noqa: F401 - public transform
 
 
 @dataclass(frozen=True)
@@ -72,17 +73,6 @@ def resampled_shape(shape, spacing, target) -> tuple[int, int, int]:
     return tuple(max(1, int(n * s / t)) for n, s, t in zip(shape, spacing, target, strict=True))
 
 
-def crop_pad_slices(n: int, out: int) -> tuple[slice, slice]:
-    """Centre crop then centre pad of one axis: (source slice, destination slice).
-
-    Crop start max((n - out) // 2, 0); padding before (out - n') // 2, the rest after.
-    """
-    start = max((n - out) // 2, 0)
-    kept = min(n, out)
-    before = (out - kept) // 2
-    return slice(start, start + kept), slice(before, before + kept)
-
-
 def _memory_layout(a: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
     """A C-contiguous view of `a` when one exists: (view, flipped axes, axis order).
 
@@ -98,61 +88,44 @@ def _memory_layout(a: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
     return view, flips, order
 
 
-def _resample_unflipped(hu: np.ndarray, spacing, cfg: PreprocessCfg, inplace: bool = False):
-    """Resample in memory order: (tensor in model axis order but not yet flipped, flips)."""
-    size = resampled_shape(hu.shape, spacing, cfg.spacing)
-    view, flips, order = _memory_layout(hu)
-    t = torch.from_numpy(view)
-    owned = inplace or t.dtype != torch.float32 or not np.may_share_memory(view, hu)
-    t = t.float() if t.dtype != torch.float32 else t
-    if cfg.clip_first:
-        t = t.clamp_(cfg.hu_min, cfg.hu_max) if owned else t.clamp(cfg.hu_min, cfg.hu_max)
-    mem_size = [size[ax] for ax in order]
-    r = F.interpolate(t[None, None], size=mem_size, mode="trilinear", align_corners=False)
-    return r[0, 0].permute(*np.argsort(order).tolist()), flips
-
-
-def resample(hu: np.ndarray, spacing, cfg: PreprocessCfg) -> np.ndarray:
-    """Clip (if `clip_first`) and trilinearly resample to `cfg.spacing`; (D, H, W) float32.
-
-    Works in the array's own memory order (no transposed copy of the input);
-    align_corners=False as the official code. Flipping commutes with this resampling.
-    """
-    r, flips = _resample_unflipped(hu, spacing, cfg)
-    out = r.numpy()
-    return np.flip(out, axis=flips) if flips else out
-
-
-def _source_slice(n: int, out: int, flipped: bool) -> tuple[slice, slice]:
-    """Crop/pad slices; for an axis still to be flipped the kept source range is mirrored."""
-    src, dst = crop_pad_slices(n, out)
-    if flipped:
-        src = slice(n - src.stop, n - src.start)
-    return src, dst
-
-
-def _crop_pad_scale(r: torch.Tensor, flips: list[int], cfg: PreprocessCfg,
-                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Scale [hu_min, hu_max] -> [-1, 1] (in place on `r`), centre crop/pad (pad -1), flip."""
-    centre = (cfg.hu_max + cfg.hu_min) / 2.0
-    r.sub_(centre).mul_(2.0 / (cfg.hu_max - cfg.hu_min))
-    if not cfg.clip_first:
-        r.clamp_(-1.0, 1.0)
-    out = torch.full(cfg.shape, -1.0, dtype=dtype)
-    sizes = zip(r.shape, cfg.shape, strict=True)
-    pairs = [_source_slice(n, o, ax in flips) for ax, (n, o) in enumerate(sizes)]
-    region = r[tuple(p[0] for p in pairs)]
-    if flips:
-        region = torch.flip(region, flips)
-    out[tuple(p[1] for p in pairs)] = region
+def _slabs(x: np.ndarray, size, out_shape, pad: float, pre, post=None, dtype=torch.float32):
+    """Run the streamed resampler from `x` (any strided view) into a new model-order tensor."""
+    view, flips, order = _memory_layout(x)
+    out = torch.full(tuple(out_shape), pad, dtype=dtype)
+    SlabResampler(view, flips, order, size, out_shape).run(out, pre, post)
     return out
 
 
+def _transforms(cfg: PreprocessCfg, slope: float = 1.0, offset: float = 0.0):
+    """(pre, post): stored -> HU -> clip -> [-1, 1] before resampling, or clip after."""
+    centre = (cfg.hu_max + cfg.hu_min) / 2.0
+    half = (cfg.hu_max - cfg.hu_min) / 2.0
+
+    def pre(t: torch.Tensor) -> torch.Tensor:
+        if slope != 1.0 or offset != 0.0:
+            t = t.mul_(slope).add_(offset)
+        if cfg.clip_first:
+            t = t.clamp_(cfg.hu_min, cfg.hu_max)
+        return t.sub_(centre).div_(half)
+
+    post = None if cfg.clip_first else (lambda t: t.clamp_(-1.0, 1.0))
+    return pre, post
+
+
+def resample(hu: np.ndarray, spacing, cfg: PreprocessCfg) -> np.ndarray:
+    """Clip (if `clip_first`) and trilinearly resample to `cfg.spacing`; (D, H, W) float32 HU.
+
+    align_corners=False and int() sizes as the official code; works on any strided view.
+    """
+    size = resampled_shape(hu.shape, spacing, cfg.spacing)
+    clip = (lambda t: t.clamp_(cfg.hu_min, cfg.hu_max)) if cfg.clip_first else (lambda t: t)
+    return _slabs(hu, size, size, 0.0, clip).numpy()
+
+
 def crop_pad_scale(x: np.ndarray, cfg: PreprocessCfg) -> np.ndarray:
-    """Centre crop/pad a (D, H, W) HU array to `cfg.shape` and scale to [-1, 1]."""
-    view, flips, order = _memory_layout(x)
-    t = torch.from_numpy(view).permute(*np.argsort(order).tolist())
-    return _crop_pad_scale(t.clone().float(), flips, cfg).numpy()
+    """Centre crop then pad (value -1) a (D, H, W) HU array to `cfg.shape`, scaled to [-1, 1]."""
+    pre, post = _transforms(cfg)
+    return _slabs(x, x.shape, cfg.shape, -1.0, pre, post).numpy()
 
 
 def preprocess(
@@ -160,19 +133,24 @@ def preprocess(
     spacing: tuple[float, float, float],
     cfg: PreprocessCfg | None = None,
     dtype: str = "float32",
-    inplace: bool = False,
+    slope: float = 1.0,
+    offset: float = 0.0,
 ) -> np.ndarray:
     """HU volume (D, H, W) at `spacing` mm -> model input `cfg.shape` in [-1, 1].
 
     Steps (reference §2.1): clip to [hu_min, hu_max], trilinear resample to `cfg.spacing`
-    (sizes truncated as the official `int()`), scale, centre crop then pad (value -1).
+    (sizes truncated as the official `int()`), centre crop then pad (value -1), scale.
+    The input is read slab by slab and never copied as a whole.
 
     Args:
+        hu: (D, H, W) array in model axis order; any dtype and any strided view.
         dtype: output dtype ("float32", or "float16" for the on-disk cache).
-        inplace: allow clipping `hu` in place (saves one full-size copy; pipelines own it).
+        slope, offset: applied to `hu` first (HU = hu * slope + offset), so stored integer
+            values can be passed straight from the file.
     """
     cfg = cfg or PreprocessCfg()
     if hu.ndim != 3:
         raise ValueError(f"preprocess expects a 3D (D, H, W) array, got shape {hu.shape}")
-    r, flips = _resample_unflipped(hu, spacing, cfg, inplace)
-    return _crop_pad_scale(r, flips, cfg, getattr(torch, dtype)).numpy()
+    size = resampled_shape(hu.shape, spacing, cfg.spacing)
+    pre, post = _transforms(cfg, slope, offset)
+    return _slabs(hu, size, cfg.shape, -1.0, pre, post, getattr(torch, dtype)).numpy()

@@ -33,14 +33,30 @@ class VolumeError(ValueError):
 
 @dataclass
 class LoadedVolume:
-    """A volume in model axis order plus every decision taken while loading it."""
+    """A volume in model axis order plus every decision taken while loading it.
 
-    hu: np.ndarray                           # (D, H, W) float32 HU, possibly a strided view
+    `stored` is a zero-copy (D, H, W) view of the file's values; HU = stored * slope + offset.
+    `hu` materialises that as float32 (one full copy); `preprocess` can read `stored` directly.
+    """
+
+    stored: np.ndarray                       # (D, H, W) stored values, possibly a strided view
+    slope: float
+    offset: float
     spacing: tuple[float, float, float]      # mm along (D, H, W)
     intensity_version: str                   # "v1" (rescaled) | "v2" (already HU) | "hu" (header)
     intensity_reason: str
     orientation: str                         # how the axis order was found
     source_shape: tuple[int, ...]
+
+    @property
+    def hu(self) -> np.ndarray:
+        """float32 HU in model axis order."""
+        out = self.stored.astype(np.float32)
+        if self.slope != 1.0:
+            out *= np.float32(self.slope)
+        if self.offset != 0.0:
+            out += np.float32(self.offset)
+        return out
 
 
 def _gunzip(path: Path, raw: bytes) -> bytes:
@@ -107,19 +123,12 @@ def _squeeze_to_3d(path: Path, data: np.ndarray) -> np.ndarray:
     return data
 
 
-def _to_float32_hu(path: Path, stored: np.ndarray, scl: tuple[float, float]) -> np.ndarray:
-    """Stored values -> float32 (layout kept) with the header scaling applied; reject NaN/inf."""
-    out = stored.astype(np.float32, order="K")
+def _check_finite(path: Path, stored: np.ndarray) -> None:
+    """Reject NaN/inf voxels (only float storage can hold them)."""
     if np.issubdtype(stored.dtype, np.floating):
-        bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+        bad = int(stored.size - np.count_nonzero(np.isfinite(stored)))
         if bad:
             raise VolumeError(path, f"{bad} NaN/inf voxels")
-    slope, inter = scl
-    if slope != 1.0:
-        out *= np.float32(slope)
-    if inter != 0.0:
-        out += np.float32(inter)
-    return out
 
 
 def _header_scaling(header: nib.Nifti1Header) -> tuple[float, float]:
@@ -194,17 +203,18 @@ def read_volume(
     header, stored = read_nifti_bytes(path, raw)
     stored = _squeeze_to_3d(path, stored)
     blank = header_is_blank(header)
-    hu = _to_float32_hu(path, stored, _header_scaling(header))
-    decision = decide_intensity(path, hu, slope, intercept, version)
-    decision.apply(hu)
+    _check_finite(path, stored)
+    hs, hi = _header_scaling(header)
+    sample = stored[::4, ::4, ::4].astype(np.float32) * np.float32(hs) + np.float32(hi)
+    decision = decide_intensity(path, sample, slope, intercept, version)
     zooms = _zooms(path, header, blank)
-    affine = None if blank else header.get_best_affine()
-    model, perm, how = orient(path, hu, affine)
+    model, perm, how = orient(path, stored, None if blank else header.get_best_affine())
     model_spacing = _model_spacing(path, zooms, perm, spacing)
     if blank:
         log.info("%s: %s", path, how)
-    return LoadedVolume(model, model_spacing, decision.version, decision.reason, how,
-                        tuple(stored.shape))
+    total_slope, total_offset = decision.compose(hs, hi)
+    return LoadedVolume(model, total_slope, total_offset, model_spacing, decision.version,
+                        decision.reason, how, tuple(stored.shape))
 
 
 def _model_spacing(path: Path, zooms, perm, override) -> tuple[float, float, float]:
