@@ -101,3 +101,11 @@ def test_plain_folder_and_dicom_ingest(shared, tmp_path):
     assert summary.ok and len(summary.done) == 3
     x = _outputs(tmp_path / "pre")["pancreas_ct_cb_001_chest_ds2.nii.gz"].astype(np.float32)
     assert x.min() == -1.0 and (x > -0.95).mean() > 0.02
+
+
+def test_unreadable_metadata_fails_only_that_volume(mini_tree, tmp_path):
+    path = mini_tree["root"] / "dataset/metadata/train_metadata.csv"
+    path.write_text(path.read_text().replace('"[2.0, 2.0]"', '"[two, two]"', 1))
+    summary = preprocess_tree(mini_tree["root"], tmp_path / "pre", TINY)
+    assert len(summary.done) == 2 and len(summary.failed) == 1
+    assert "unreadable metadata: XYSpacing" in summary.failed[0]["error"]

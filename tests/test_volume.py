@@ -146,3 +146,12 @@ def test_real_ct_body_is_anterior_posterior_consistent(shared):
     assert nib.aff2axcodes(nib.load(str(shared / "fixtures/real_ct/"
                                         "pancreas_ct_cb_001_chest_ds2.nii.gz")).affine) == (
         "L", "P", "S")
+
+
+def test_header_rescale_means_hu_even_with_metadata(tmp_path):
+    hu = np.round(chest_hu())
+    path = write_nifti(tmp_path / "train" / "v.nii.gz", (hu + 1000).astype(np.int16),
+                       lps_affine(SP), scl=(1.0, -1000.0))
+    vol = read_volume(path, slope=1.0, intercept=-1024.0)
+    assert vol.intensity_version == "v2" and "header" in vol.intensity_reason
+    np.testing.assert_array_equal(vol.hu, hu.transpose(2, 0, 1))

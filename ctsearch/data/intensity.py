@@ -46,8 +46,9 @@ def decide_intensity(
     slope: float | None,
     intercept: float | None,
     version: str | None = None,
+    header_rescale: bool = False,
 ) -> IntensityDecision:
-    """Pick v1/v2 by override, folder name, then the air peak of the values.
+    """Pick v1/v2 by override, folder name, header rescale, then the air peak of the values.
 
     The value rule compares the share of voxels in the air/lung window as stored and after the
     metadata rescale; v2 files already hold HU (rescaling them again is CT-CLIP issue #50).
@@ -59,6 +60,8 @@ def decide_intensity(
         return IntensityDecision("v2", "folder *_fixed holds HU (CT-RATE v2)")
     if not has_meta:
         return IntensityDecision("hu", "no metadata rescale: header-scaled values taken as HU")
+    if header_rescale:
+        return IntensityDecision("v2", "header has its own rescale (scl_inter): values are HU")
     return _by_values(values, float(slope), float(intercept))
 
 

@@ -206,7 +206,7 @@ def read_volume(
     _check_finite(path, stored)
     hs, hi = _header_scaling(header)
     sample = stored[::4, ::4, ::4].astype(np.float32) * np.float32(hs) + np.float32(hi)
-    decision = decide_intensity(path, sample, slope, intercept, version)
+    decision = decide_intensity(path, sample, slope, intercept, version, header_rescale=hi != 0.0)
     zooms = _zooms(path, header, blank)
     model, perm, how = orient(path, stored, None if blank else header.get_best_affine())
     model_spacing = _model_spacing(path, zooms, perm, spacing)
