@@ -1,0 +1,142 @@
+"""Load any CT-CLIP checkpoint (official full / ClassFine / encoder-only, or ctsearch's own)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..fsutil import atomic_output
+from .clip import CTCLIP
+from .config import ModelCfg, official_config
+from .convert import VT, CheckpointError, check_shapes, detect_kind, from_official
+
+log = logging.getLogger(__name__)
+
+
+def _layers(sd: dict, prefix: str) -> int:
+    idx = {int(m.group(1)) for k in sd if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
+    return max(idx) + 1 if idx else 0
+
+
+def _vision_args(sd: dict) -> dict:
+    """CTViT arguments implied by the official tensor shapes (channels = 1 assumed)."""
+    dim, patch_dim = sd[VT + "to_patch_emb.2.weight"].shape
+    first = sd.get(VT + "to_patch_emb_first_frame.2.weight")
+    p = int(math.isqrt(first.shape[1])) if first is not None else 20
+    hw = sd["to_visual_latent.weight"].shape[1] // dim if "to_visual_latent.weight" in sd else 576
+    return dict(dim=dim, codebook_size=sd[VT + "vq._codebook.embed"].shape[1],
+                image_size=int(math.isqrt(hw)) * p, patch_size=p,
+                temporal_patch_size=patch_dim // (p * p),
+                spatial_depth=_layers(sd, VT + "enc_spatial_transformer.layers."),
+                temporal_depth=_layers(sd, VT + "enc_temporal_transformer.layers."),
+                dim_head=sd[VT + "enc_spatial_transformer.layers.0.1.q_scale"].shape[0],
+                heads=sd[VT + "spatial_rel_pos_bias.net.2.weight"].shape[0])
+
+
+def _bert_args(sd: dict) -> dict:
+    """BertConfig sizes implied by the shapes; head count assumed hidden/64 (CXR-BERT)."""
+    t = "text_transformer."
+    vocab, hidden = sd[t + "embeddings.word_embeddings.weight"].shape
+    if hidden % 64:
+        raise CheckpointError(f"cannot infer BERT heads for hidden size {hidden}: pass cfg="
+                              "official_config(bert={'num_attention_heads': N, ...})")
+    return dict(vocab_size=vocab, hidden_size=hidden, num_attention_heads=hidden // 64,
+                num_hidden_layers=_layers(sd, t + "encoder.layer."),
+                intermediate_size=sd[t + "encoder.layer.0.intermediate.dense.weight"].shape[0],
+                max_position_embeddings=sd[t + "embeddings.position_embeddings.weight"].shape[0],
+                type_vocab_size=sd[t + "embeddings.token_type_embeddings.weight"].shape[0])
+
+
+def infer_config(sd: dict) -> ModelCfg:
+    """Best-effort config of an official checkpoint (paper values where shapes are silent)."""
+    vision = _vision_args(sd)
+    cfg = official_config(ctvit=vision, bert=_bert_args(sd) if "to_text_latent.weight" in sd
+                          else None)
+    cfg.vision.depth_size = cfg.vision.grid[1] * cfg.vision.temporal_patch_size
+    if "to_visual_latent.weight" in sd:
+        cfg.clip.dim_latent = sd["to_visual_latent.weight"].shape[0]
+    return cfg
+
+
+def _read(path: Path) -> dict:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle/zip errors have many types
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({exc})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a state dict, got {type(obj).__name__}")
+    return obj
+
+
+def load_checkpoint(path: str | Path, cfg: ModelCfg | None = None,
+                    device: str | torch.device = "cpu") -> CTCLIP:
+    """A CTCLIP in eval mode from any supported checkpoint (weights_only loading, strict).
+
+    Args:
+        path: official `CT-CLIP_v2.pt` / `CT_VocabFine_v2.pt` (with or without
+            `position_ids`), ClassFine/LiPro (`trained_model.*` + `classifier.*`), the
+            encoder-only file CT-CHAT uses, or a ctsearch checkpoint (config inside).
+        cfg: model config for official files (default: inferred from the tensor shapes).
+    """
+    path = Path(path)
+    raw = _read(path)
+    try:
+        model = _build_and_load(raw, cfg)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    log.info("loaded %s", path)
+    return model.to(device).eval()
+
+
+def _build_and_load(raw: dict, cfg: ModelCfg | None) -> CTCLIP:
+    if "state_dict" not in raw:  # DDP/FSDP wrappers save "module." prefixes
+        raw = {k.removeprefix("module."): v for k, v in raw.items()}
+    kind = detect_kind(raw)
+    if kind == "ctsearch":
+        cfg = cfg or ModelCfg.from_dict(raw["config"])
+        sd, extras = raw["state_dict"], raw.get("extras", {})
+    else:
+        sd, extras = from_official(raw)
+        cfg = cfg or infer_config(sd)
+    model = CTCLIP(cfg)
+    if extras.get("kind") == "encoder":
+        return _load_encoder_only(model, sd)
+    check_shapes(model.state_dict(), sd)
+    model.load_state_dict(sd, strict=True)
+    _attach_classifier(model, extras.get("classifier"))
+    return model
+
+
+def _load_encoder_only(model: CTCLIP, sd: dict) -> CTCLIP:
+    """CT-CHAT's encoder file: only the CT-ViT is loaded (projections stay untrained)."""
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(VT)}
+    check_shapes(own, sd)
+    model.load_state_dict(sd, strict=False)
+    model.encoder_only = True
+    return model
+
+
+def _attach_classifier(model: CTCLIP, head: dict | None) -> None:
+    """ClassFine (LiPro) head: Linear(latent -> n labels) over ReLU(image latents)."""
+    if not head:
+        return
+    weight = head["weight"]
+    model.classifier = nn.Linear(weight.shape[1], weight.shape[0])
+    model.classifier.load_state_dict(head)
+
+
+def save_checkpoint(model: CTCLIP, path: str | Path, extras: dict | None = None) -> Path:
+    """ctsearch checkpoint: config + state dict (+ extras), written atomically."""
+    blob = {"format": "ctsearch", "version": __version__, "config": model.cfg.to_dict(),
+            "state_dict": model.state_dict(), "extras": extras or {}}
+    with atomic_output(path, ".pt") as tmp:
+        torch.save(blob, str(tmp))
+    return Path(path)

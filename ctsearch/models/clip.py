@@ -1,0 +1,67 @@
+"""CT-CLIP: CT-ViT + BERT text tower projected into one L2-normalised latent space."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelCfg
+from .ctvit import CTViT
+from .text import build_text_encoder
+
+
+class CTCLIP(nn.Module):
+    """Attribute names follow the official CTCLIP so state dicts line up after conversion."""
+
+    def __init__(self, cfg: ModelCfg):
+        super().__init__()
+        self.cfg = cfg
+        self.visual_transformer = CTViT(cfg.vision)
+        self.text_transformer = build_text_encoder(cfg.text)
+        self.to_text_latent = nn.Linear(cfg.text.width, cfg.clip.dim_latent, bias=False)
+        self.to_visual_latent = nn.Linear(cfg.dim_image, cfg.clip.dim_latent, bias=False)
+        self.temperature = nn.Parameter(torch.tensor(float(cfg.clip.temperature_init)))
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """exp(temperature), the similarity scale."""
+        return self.temperature.exp()
+
+    def encode_volume_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, D, H, W) in [-1, 1] -> quantised token grid (B, t, h, w, dim)."""
+        return self.visual_transformer(x)[0]
+
+    def encode_volume_codes(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, D, H, W) -> codebook indices (B, t, h, w), int64."""
+        return self.visual_transformer.vq.codes(self.visual_transformer.encode(x))
+
+    def tokens_from_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codebook indices -> the exact quantised token grid."""
+        return F.embedding(codes.long(), self.visual_transformer.vq.embed)
+
+    def latent_from_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token grid -> mean over depth tokens, flatten (h, w, d), project, L2-normalise."""
+        pooled = tokens.mean(dim=1).flatten(1)
+        return F.normalize(self.to_visual_latent(pooled), dim=-1)
+
+    def encode_volume(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, D, H, W) -> (B, latent), L2-normalised."""
+        return self.latent_from_tokens(self.encode_volume_tokens(x))
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Token ids/mask -> CLS of the last hidden state, projected, L2-normalised."""
+        if input_ids.ndim != 2 or input_ids.shape != attention_mask.shape:
+            raise ValueError(f"expected (B, L) ids and mask, got {tuple(input_ids.shape)} and "
+                             f"{tuple(attention_mask.shape)}")
+        if (attention_mask.sum(dim=1) == 0).any():
+            raise ValueError("empty text: an attention mask row has no tokens")
+        hidden = self.text_transformer(input_ids=input_ids, attention_mask=attention_mask)[0]
+        return F.normalize(self.to_text_latent(hidden[:, 0]), dim=-1)
+
+    def forward(self, input_ids, attention_mask, volume) -> torch.Tensor:
+        """Symmetric InfoNCE loss of a batch where text i pairs with volume i."""
+        from .loss import clip_loss
+
+        return clip_loss(self.encode_text(input_ids, attention_mask), self.encode_volume(volume),
+                         self.logit_scale)
