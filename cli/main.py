@@ -6,6 +6,7 @@ import typer
 
 from . import bench, data, demo
 from .preprocess import preprocess_cmd
+from .train import train_cmd
 from .ui import setup_logging
 
 app = typer.Typer(help="ctsearch: retrieval and embedding search for 3D chest CT.",
@@ -14,6 +15,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(bench.app, name="bench")
 app.command("preprocess")(preprocess_cmd)
 app.command("demo")(demo.demo_cmd)
+app.command("train")(train_cmd)
 
 
 @app.callback()

@@ -11,9 +11,9 @@ import pytest
 from ctsearch.data import PATHOLOGIES, read_ctrate, read_volume
 from ctsearch.data.phantom import synth
 from ctsearch.data.phantom.generate import storage, to_stored
-from ctsearch.data.phantom.labelstats import load_stats
 from ctsearch.data.phantom.plan import plan_sampled
 from ctsearch.data.phantom.render import render_case
+from ctsearch.data.phantom.stats import load_stats
 from ctsearch.data.schema import METADATA_COLUMNS, REPORT_COLUMNS
 
 

@@ -109,6 +109,7 @@ def _finding(name: str, rng: np.random.Generator) -> Finding:
         lobe = str(rng.choice(["upper", "middle", "lower"] if lat == "right" else
                               ["upper", "lower"]))
     size = float(rng.integers(4, 40)) if "size_mm" in ATTRS[name] else None
+    lat, lobe, size = (None if rng.random() < 0.2 else v for v in (lat, lobe, size))
     return Finding(name, float(rng.uniform(0.2, 1.0)), size, lat, lobe)
 
 
@@ -119,7 +120,7 @@ def test_phrase_tables_cover_every_pathology():
             assert not mentions(t, name), t
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(20))
 def test_report_round_trips_attributes(seed):
     rng = np.random.default_rng(seed)
     names = rng.choice(PATHOLOGIES, size=int(rng.integers(1, 7)), replace=False)
@@ -138,7 +139,6 @@ def test_report_round_trips_attributes(seed):
 def test_normal_report_negates_and_is_seeded():
     text, impressions = generate_report(np.random.default_rng(3), [])
     assert (text, impressions) == generate_report(np.random.default_rng(3), [])
-    assert generate_report(np.random.default_rng(4), [])[0] != text or True
     for name in ALWAYS_NEGATED:
         assert any(s in text for s in NEGATIVE[name]), name
     assert not any(mentions(text + impressions, n) for n in PATHOLOGIES)

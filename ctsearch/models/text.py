@@ -1,4 +1,4 @@
-"""BERT-family text tower and tokenizers, from local folders or built from scratch (no downloads)."""
+"""BERT-family text tower and tokenizers from local folders or built from scratch (offline)."""
 
 from __future__ import annotations
 

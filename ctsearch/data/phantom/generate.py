@@ -25,9 +25,9 @@ from ..schema import (
     REPORT_FILES,
     REPORTS_DIR,
 )
-from .labelstats import compute_stats, load_stats
 from .plan import Planned, plan_from_reports, plan_sampled
 from .render import render_case
+from .stats import compute_stats, load_stats
 
 log = logging.getLogger(__name__)
 LPS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])

@@ -10,9 +10,9 @@ import numpy as np
 
 from ..fields import parse_volume_name, volume_key
 from ..schema import PATHOLOGIES
-from .labelstats import kernel_sharpness, sample_acquisition_fields, sample_labels
+from .report_text import findings_from_labels, generate_report
 from .spec import Acquisition, Case, Patient
-from .textgen import findings_from_labels, generate_report
+from .stats import kernel_sharpness, sample_acquisition_fields, sample_labels
 
 # Storage orientations (nibabel axis codes) and how often each is written; "blank" = a v1-style
 # header with no affine, data in (L, P, S) voxel order.

@@ -142,7 +142,9 @@ KEYWORDS: dict[str, list[tuple[str, ...]]] = {
     "Medical material": [(rf"\b{k}",) for k in (
         "medical material", "pacemaker", "stent", "prosthe", "sternotomy", "wires?\\b",
         "catheter", "port\\b", "surgical material", "metallic", "clips?\\b", "device",
-        "implant", "graft", "valve replacement", "electrode", "cannula", "tubes?\\b")],
+        "implant", "graft", "valve replacement", "electrode", "cannula", "tubes?\\b",
+        "cerclage", "sutur", "staple", "screws?\\b", "drain", "tracheostom",
+        "(?<!contrast )materials?\\b")],
     "Arterial wall calcification": [(c, a) for c in ("calcif", "atheros", "atherom", "plaque")
                                     for a in ("aort", "arterial", "carotid", "vascular wall")],
     "Cardiomegaly": [("cardiomegal",), ("cardiac enlargement",), ("heart", "enlarg"),
@@ -159,10 +161,14 @@ KEYWORDS: dict[str, list[tuple[str, ...]]] = {
     "Pulmonary fibrotic sequela": [("fibro",), ("sequela",)],
     "Pleural effusion": [("pleural", "effusion"), ("pleural", "fluid"), ("hydrothorax",)],
     "Mosaic attenuation pattern": [("mosaic",)],
-    "Peribronchial thickening": [("peribronchial",), ("bronchial wall", "thick")],
+    "Peribronchial thickening": [("peribronchial",), ("bronchial", "thick")],
     "Consolidation": [("consolidat",)],
     "Bronchiectasis": [("bronchiecta",), ("bronchial dilat",), ("dilated bronch",)],
     "Interlobular septal thickening": [("interlobular",), ("septa", "thick")],
+}
+# Sentences about something else that shares a keyword (vertebral Schmorl nodes, organs).
+EXCLUDE: dict[str, re.Pattern] = {
+    "Lung nodule": re.compile(r"schm\w*rl|thyroid|adrenal|breast|liver|hepat|kidney|renal"),
 }
 _NEGATION = re.compile(r"\b(no|not|without|none|absent|free of|negative for)\b|n't\b")
 _CLAUSE = re.compile(r",|:|\bbut\b|\bwhereas\b|\bhowever\b")
@@ -184,7 +190,7 @@ def _matches(sentence: str, name: str) -> tuple[str, ...] | None:
 def positive_text(sentence: str, name: str) -> str | None:
     """The sentence without its negated clauses if it affirms `name` (lower case), else None."""
     group = _matches(sentence, name)
-    if group is None:
+    if group is None or (name in EXCLUDE and EXCLUDE[name].search(sentence)):
         return None
     clauses = _CLAUSE.split(sentence)
     keyed = [c for c in clauses if re.search(group[0], c)]
@@ -258,7 +264,7 @@ def parse_attributes(text: str, pathology: str) -> dict:
 # ---------------------------------------------------------------- findings from labels
 
 # (right, left, bilateral) and (upper, middle, lower, unstated) probabilities, size ranges (mm).
-SIDE_P = {"Lung nodule": (0.5, 0.4, 0.1), "Atelectasis": (0.3, 0.3, 0.4),
+SIDE_P = {"Lung nodule": (0.35, 0.3, 0.35), "Atelectasis": (0.3, 0.3, 0.4),
           "Lung opacity": (0.2, 0.2, 0.6), "Pulmonary fibrotic sequela": (0.3, 0.3, 0.4),
           "Pleural effusion": (0.3, 0.25, 0.45), "Consolidation": (0.35, 0.3, 0.35),
           "Bronchiectasis": (0.25, 0.25, 0.5), "Emphysema": (0.05, 0.05, 0.9),
@@ -273,7 +279,7 @@ LOBE_P = {"Lung nodule": (0.45, 0.15, 0.4, 0.0), "Atelectasis": (0.1, 0.15, 0.75
           "Peribronchial thickening": (0.1, 0.0, 0.3, 0.6),
           "Interlobular septal thickening": (0.1, 0.0, 0.4, 0.5)}
 SIZE_RANGE = {"Lung nodule": (4.0, 25.0), "Lymphadenopathy": (12.0, 30.0),
-              "Pericardial effusion": (5.0, 20.0), "Pleural effusion": (8.0, 45.0),
+              "Pericardial effusion": (5.0, 25.0), "Pleural effusion": (8.0, 60.0),
               "Hiatal hernia": (20.0, 50.0), "Consolidation": (20.0, 60.0)}
 
 

@@ -1,0 +1,42 @@
+"""`ctsearch train`: contrastive CT-CLIP training (tiny on CPU, paper on GPUs / torchrun)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .ui import console, fail, print_table, progress_bar
+
+
+def train_cmd(
+    data: Path = typer.Option(..., exists=True, help="CT-RATE root (e.g. from `data synth`)."),
+    out: Path = typer.Option(..., help="Run folder (model.pt, metrics.jsonl, checkpoints/)."),
+    preset: str = typer.Option("tiny", help="Model preset: tiny | paper."),
+    text_encoder: str = typer.Option(None, help="Local HF BERT folder, or 'minilm'."),
+    epochs: int = typer.Option(None, help="Epochs (default: the preset's)."),
+    batch_size: int = typer.Option(None, help="Batch size per process."),
+    lr: float = typer.Option(None, help="Learning rate."),
+    seed: int = typer.Option(0, help="Seed (data order, init)."),
+    resume: bool = typer.Option(False, help="Continue from RUN/checkpoints/last.pt."),
+    cache: Path = typer.Option(None, help="Preprocessing cache [default: $CTSEARCH_HOME]."),
+    workers: int = typer.Option(2, help="Preprocessing workers."),
+) -> None:
+    """Train CT-CLIP; logs validation loss and report->volume Recall@5/10 every epoch."""
+    from ctsearch.trainer import train
+    from ctsearch.training import TrainCfg
+
+    tc = TrainCfg.for_preset(preset)
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
+        if value is not None:
+            setattr(tc, name, value)
+    tc.seed = seed
+    try:
+        with progress_bar("train", unit="step") as update:
+            m = train(data, out, preset, text_encoder, tc, resume, cache, workers,
+                      progress=lambda s, t, loss: update(s, t))
+    except (ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    rows = [[k, f"{m[k]:.3f}", f"{m['random'][k]:.3f}"] for k in ("R@5", "R@10")]
+    print_table(f"validation report->volume (n={m['n_val']})", ["", "model", "random"], rows)
+    console.print(f"model: [bold]{out / 'model.pt'}[/bold]  metrics: {out / 'metrics.jsonl'}")

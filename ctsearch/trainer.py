@@ -1,0 +1,185 @@
+"""`ctsearch train`: prepare data and text tower, run the loop, evaluate, checkpoint, resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import torch
+
+from .data import read_any
+from .data.pipeline import preprocess_cases
+from .fsutil import atomic_output, default_home, write_json
+from .metrics import random_recall, recall_at_k
+from .models import CTCLIP, ModelCfg, model_preset, save_checkpoint
+from .models.loss import global_clip_loss
+from .models.text import (
+    load_pretrained_text,
+    load_tokenizer,
+    minilm_path,
+    tokenize,
+    train_wordpiece,
+)
+from .training import Batches, TrainCfg, _device, _dist_env, report_text, split_rows
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int, float], None]
+
+
+def text_tower(cfg: ModelCfg, text_encoder: str | None, texts: list[str], out: Path):
+    """(tokenizer, pretrained weights or None): a local HF folder, MiniLM, or WordPiece scratch."""
+    if text_encoder:
+        folder = minilm_path() if text_encoder == "minilm" else Path(text_encoder)
+        cfg.text.source, cfg.text.path, cfg.text.tokenizer = "local", str(folder), str(folder)
+        cfg.text.max_length = min(cfg.text.max_length, 256 if text_encoder == "minilm" else 512)
+        return load_tokenizer(folder), load_pretrained_text(cfg.text)
+    tok = train_wordpiece(texts, out / "tokenizer", vocab_size=cfg.text.bert["vocab_size"])
+    cfg.text.bert["vocab_size"] = len(tok)
+    cfg.text.tokenizer = "tokenizer"  # relative to the run folder
+    return tok, None
+
+
+def prepare(data: Path, cfg: ModelCfg, cache: Path, workers: int) -> tuple[list[dict], dict]:
+    """Case rows and preprocessed file per volume (runs what is missing from the cache)."""
+    cases = read_any(data)
+    summary = preprocess_cases(cases, cache, cfg.preprocess, workers)
+    if summary.failed:
+        log.warning("%d volumes failed preprocessing and are left out", len(summary.failed))
+    index = pq.read_table(cache / "index.parquet").to_pylist()
+    return cases.to_pylist(), {r["volume"]: r["file"] for r in index}
+
+
+def _tokens(tok, rows: list[dict], max_length: int) -> dict:
+    return tokenize(tok, [report_text(r) for r in rows], max_length)
+
+
+@torch.no_grad()
+def evaluate(model: CTCLIP, data: Batches, device, batch: int = 16) -> dict:
+    """Validation InfoNCE loss and report->volume Recall@5/10 over the whole held-out split."""
+    model.eval()
+    text, image = [], []
+    for start in range(0, len(data), batch):
+        ids, mask, x = data.batch(list(range(start, min(start + batch, len(data)))))
+        text.append(model.encode_text(ids.to(device), mask.to(device)).float().cpu())
+        image.append(model.encode_volume(x.to(device)).float().cpu())
+    text, image = torch.cat(text), torch.cat(image)
+    from .models.loss import clip_loss
+
+    loss = float(clip_loss(text, image, model.logit_scale.float().cpu()))
+    model.train()
+    return {"val_loss": loss, **recall_at_k(text, image), "n_val": len(data),
+            "random": random_recall(len(data))}
+
+
+def _optimizer(model: CTCLIP, tc: TrainCfg, total: int):
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas,
+                            weight_decay=tc.weight_decay)
+    warm = max(tc.warmup_steps, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (
+        0.5 * (1 + math.cos(math.pi * min(s, total) / max(total, 1)))) if tc.warmup_steps else 1.0)
+    return opt, sched
+
+
+def _save_state(path: Path, model, opt, sched, step: int, epoch: int) -> None:
+    blob = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+            "step": step, "epoch": epoch, "rng": torch.get_rng_state()}
+    with atomic_output(path, ".pt") as tmp:
+        torch.save(blob, str(tmp))
+
+
+def _load_state(path: Path, model, opt, sched) -> tuple[int, int]:
+    blob = torch.load(str(path), map_location="cpu", weights_only=True)
+    model.load_state_dict(blob["model"])
+    opt.load_state_dict(blob["opt"])
+    sched.load_state_dict(blob["sched"])
+    torch.set_rng_state(blob["rng"])
+    log.info("resumed from %s at step %d", path, blob["step"])
+    return blob["step"], blob["epoch"]
+
+
+def _step(model, batch, opt, sched, tc: TrainCfg, device) -> float:
+    ids, mask, x = (t.to(device) for t in batch)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    with amp:
+        core = getattr(model, "module", model)
+        loss = global_clip_loss(core.encode_text(ids, mask), core.encode_volume(x),
+                                core.logit_scale)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+    opt.step()
+    sched.step()
+    return float(loss.detach())
+
+
+def train(data: str | Path, out: str | Path, preset: str = "tiny", text_encoder: str | None = None,
+          tc: TrainCfg | None = None, resume: bool = False, cache: str | Path | None = None,
+          workers: int = 2, progress: Progress | None = None) -> dict:
+    """Train CT-CLIP on `data` into the run folder `out`; returns the final metrics."""
+    out, tc = Path(out), tc or TrainCfg.for_preset(preset)
+    rank, world = _dist_env()
+    device = _device()
+    torch.manual_seed(tc.seed)
+    cfg = model_preset(preset)
+    rows, files = prepare(Path(data), cfg, Path(cache or default_home() / "preprocessed"), workers)
+    train_rows, val_rows = split_rows(rows, tc.valid_fraction, tc.seed)
+    tok, pretrained = text_tower(cfg, text_encoder, [report_text(r) for r in train_rows], out)
+    model = _build(cfg, pretrained, device, world)
+    tr = Batches(train_rows, files, _tokens(tok, [r for r in train_rows if r["volume"] in files],
+                                             cfg.text.max_length), rank, world)
+    va = Batches(val_rows, files, _tokens(tok, [r for r in val_rows if r["volume"] in files],
+                                          cfg.text.max_length))
+    return _loop(model, cfg, tc, tr, va, out, device, resume, progress, rank)
+
+
+def _build(cfg: ModelCfg, pretrained, device, world: int):
+    torch.manual_seed(0)
+    model = CTCLIP(cfg)
+    if pretrained is not None:
+        model.text_transformer.load_state_dict(pretrained.state_dict())
+    model.to(device).train()
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    return model
+
+
+def _loop(model, cfg, tc: TrainCfg, tr: Batches, va: Batches, out: Path, device, resume,
+          progress, rank) -> dict:
+    per_epoch = max(len(tr) // tc.batch_size // max(tr.world, 1), 1)
+    total = per_epoch * tc.epochs
+    opt, sched = _optimizer(model, tc, total)
+    state = out / "checkpoints" / "last.pt"
+    step, start_epoch = _load_state(state, model, opt, sched) if resume and state.exists() else (
+        0, 0)
+    core, metrics, t0, loss = getattr(model, "module", model), {}, time.perf_counter(), float("nan")
+    for epoch in range(start_epoch, tc.epochs):
+        done = step - epoch * per_epoch  # batches of this epoch finished before a resume
+        for batch in tr.epoch(epoch, tc.seed, tc.batch_size, skip=max(done, 0)):
+            loss = _step(model, batch, opt, sched, tc, device)
+            step += 1
+            if progress:
+                progress(step, total, loss)
+            if rank == 0 and step % tc.checkpoint_every == 0:
+                _save_state(state, model, opt, sched, step, epoch)
+        if rank == 0:
+            metrics = {"epoch": epoch + 1, "step": step, "train_loss": loss,
+                       **evaluate(core, va, device)}
+            _append(out / "metrics.jsonl", metrics)
+            _save_state(state, model, opt, sched, step, epoch + 1)
+    if rank == 0:
+        save_checkpoint(core, out / "model.pt", {"train": asdict(tc)})
+        write_json(out / "train.json", {**metrics, "seconds": time.perf_counter() - t0,
+                                        "config": cfg.to_dict(), "train_cfg": asdict(tc)})
+    return metrics
+
+
+def _append(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record) + "\n")

@@ -1,0 +1,100 @@
+"""Contrastive CT-CLIP training on a preprocessed CT-RATE tree (single process or torchrun DDP)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainCfg:
+    """Optimisation settings; `paper` = the official CTCLIPTrainer values."""
+
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0
+    warmup_steps: int = 20
+    checkpoint_every: int = 50
+    seed: int = 0
+    valid_fraction: float = 0.2   # patients held out when the data has no valid split
+
+    @classmethod
+    def for_preset(cls, preset: str) -> TrainCfg:
+        if preset == "paper":  # official: Adam lr 1.25e-6, no weight decay, clip 0.5, batch 8
+            return cls(epochs=1, batch_size=8, lr=1.25e-6, weight_decay=0.0, grad_clip=0.5,
+                       warmup_steps=0)
+        return cls()
+
+
+def clean_text(text: str | None) -> str:
+    """Official training text: quotes and parentheses stripped."""
+    return re.sub(r"[\"'()]", "", text or "").strip()
+
+
+def report_text(row: dict) -> str:
+    """Findings_EN (the v2 training text); impressions when findings are missing."""
+    findings = row.get("findings") or ""
+    if not findings.strip() or findings.strip() == "Not given.":
+        findings = row.get("impressions") or ""
+    return clean_text(findings)
+
+
+def split_rows(rows: list[dict], fraction: float, seed: int) -> tuple[list, list]:
+    """CT-RATE's own split when it has valid rows, else a seeded patient-level hold-out."""
+    valid = [r for r in rows if r["split"] == "valid"]
+    if valid:
+        return [r for r in rows if r["split"] != "valid"], valid
+    patients = sorted({r["patient"] for r in rows})
+    rng = np.random.default_rng(seed)
+    held = set(rng.choice(patients, size=max(1, int(len(patients) * fraction)), replace=False))
+    return [r for r in rows if r["patient"] not in held], [r for r in rows if r["patient"] in held]
+
+
+class Batches:
+    """Memory-mapped preprocessed volumes + tokenized reports, shuffled per epoch by seed."""
+
+    def __init__(self, rows: list[dict], files: dict[str, str], tokens: dict, rank=0, world=1):
+        self.rows = [r for r in rows if r["volume"] in files]
+        self.files, self.tokens, self.rank, self.world = files, tokens, rank, world
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def volume(self, name: str) -> torch.Tensor:
+        return torch.from_numpy(np.load(self.files[name], mmap_mode="r").astype(np.float32))
+
+    def batch(self, idx) -> tuple:
+        names = [self.rows[i]["volume"] for i in idx]
+        x = torch.stack([self.volume(n) for n in names])[:, None]
+        return (self.tokens["input_ids"][idx], self.tokens["attention_mask"][idx], x)
+
+    def epoch(self, epoch: int, seed: int, batch_size: int, skip: int = 0):
+        """This rank's batches of a seeded permutation (DistributedSampler semantics)."""
+        order = np.random.default_rng([seed, epoch]).permutation(len(self.rows))
+        order = order[self.rank::self.world]
+        for start in range(skip * batch_size, len(order) - batch_size + 1, batch_size):
+            yield self.batch(order[start:start + batch_size])
+
+
+def _dist_env() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
