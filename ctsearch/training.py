@@ -21,7 +21,7 @@ class TrainCfg:
     epochs: int = 30
     batch_size: int = 16
     lr: float = 5e-4
-    weight_decay: float = 0.01
+    weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = 1.0
     warmup_steps: int = 20

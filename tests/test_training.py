@@ -1,0 +1,108 @@
+"""Training: a short real run, resume == uninterrupted run, global-batch loss, recall metric."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ctsearch.metrics import random_recall, recall_at_k
+from ctsearch.models import load_checkpoint
+from ctsearch.models.loss import clip_loss
+from ctsearch.trainer import train
+from ctsearch.training import TrainCfg, clean_text, split_rows
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    from ctsearch.data.phantom import synth
+
+    out = tmp_path_factory.mktemp("train_data")
+    synth(out, n_volumes=8, seed=4, workers=1, valid_fraction=0.3)
+    return out
+
+
+def _cfg(epochs: int) -> TrainCfg:
+    return TrainCfg(epochs=epochs, batch_size=2, lr=1e-3, warmup_steps=2, checkpoint_every=2)
+
+
+def test_short_run_writes_model_and_metrics(phantoms, tmp_path):
+    m = train(phantoms, tmp_path / "run", "tiny", tc=_cfg(2), cache=tmp_path / "cache",
+              workers=1)
+    lines = (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and {"val_loss", "R@5", "R@10"} <= set(json.loads(lines[-1]))
+    assert m["random"]["R@5"] == min(5, m["n_val"]) / m["n_val"]
+    model = load_checkpoint(tmp_path / "run/model.pt")
+    assert model.cfg.text.tokenizer == "tokenizer" and (tmp_path / "run/tokenizer").is_dir()
+    x = torch.zeros(1, 1, *model.cfg.preprocess.shape)
+    assert model.encode_volume(x).shape == (1, model.cfg.clip.dim_latent)
+
+
+def test_resume_equals_uninterrupted(phantoms, tmp_path):
+    cache, steps = tmp_path / "cache", []
+    train(phantoms, tmp_path / "full", "tiny", tc=_cfg(2), cache=cache, workers=1,
+          progress=lambda s, t, loss: steps.append(s))
+
+    def killed(step, total, loss):
+        if step == len(steps) // 2 + 1:  # mid-way, after the checkpoint of the step before
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(phantoms, tmp_path / "part", "tiny", tc=_cfg(2), cache=cache, workers=1,
+              progress=killed)
+    train(phantoms, tmp_path / "part", "tiny", tc=_cfg(2), cache=cache, workers=1, resume=True)
+    a = torch.load(tmp_path / "full/model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "part/model.pt", weights_only=True)["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_patient_holdout_when_no_valid_split():
+    rows = [{"split": "train", "patient": f"p{i // 2}", "volume": str(i)} for i in range(20)]
+    tr, va = split_rows(rows, 0.2, 0)
+    assert len(va) == 4 and not {r["patient"] for r in tr} & {r["patient"] for r in va}
+    assert clean_text(' "Nodule" (7 mm) ') == "Nodule 7 mm"
+
+
+def test_recall_closed_form_and_chunking():
+    eye = torch.eye(12)
+    assert recall_at_k(eye, eye, ks=(1, 5)) == {"R@1": 1.0, "R@5": 1.0}
+    g = torch.Generator().manual_seed(0)
+    t, i = torch.randn(50, 8, generator=g), torch.randn(50, 8, generator=g)
+    assert recall_at_k(t, i, chunk=7) == recall_at_k(t, i, chunk=4096)
+    assert random_recall(1564, ks=(5,))["R@5"] == pytest.approx(5 / 1564)
+
+
+def _rank(rank: int, world: int, port: int, text, image, out) -> None:
+    import torch.distributed as dist
+
+    from ctsearch.models.loss import global_clip_loss
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    half = text.shape[0] // world
+    sl = slice(rank * half, (rank + 1) * half)
+    t, i = text[sl].clone().requires_grad_(), image[sl].clone()
+    loss = global_clip_loss(t, i, torch.tensor(3.0))
+    loss.backward()
+    out[rank] = torch.cat([loss.detach()[None], t.grad.flatten()])
+    dist.destroy_process_group()
+
+
+def test_global_batch_loss_over_two_ranks():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    g = torch.Generator().manual_seed(1)
+    text = torch.nn.functional.normalize(torch.randn(8, 4, generator=g), dim=-1)
+    image = torch.nn.functional.normalize(torch.randn(8, 4, generator=g), dim=-1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = mp.Manager().dict()
+    mp.spawn(_rank, args=(2, port, text, image, out), nprocs=2)
+    full = clip_loss(text, image, torch.tensor(3.0))
+    assert out[0][0].item() == pytest.approx(full.item(), abs=1e-6)
+    assert out[1][0].item() == pytest.approx(full.item(), abs=1e-6)
