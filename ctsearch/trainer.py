@@ -39,7 +39,9 @@ def text_tower(cfg: ModelCfg, text_encoder: str | None, texts: list[str], out: P
         cfg.text.source, cfg.text.path, cfg.text.tokenizer = "local", str(folder), str(folder)
         cfg.text.max_length = min(cfg.text.max_length, 256 if text_encoder == "minilm" else 512)
         return load_tokenizer(folder), load_pretrained_text(cfg.text)
-    tok = train_wordpiece(texts, out / "tokenizer", vocab_size=cfg.text.bert["vocab_size"])
+    folder = out / "tokenizer"
+    tok = load_tokenizer(folder) if (folder / "vocab.txt").exists() else train_wordpiece(
+        texts, folder, vocab_size=cfg.text.bert["vocab_size"])  # a resumed run keeps its ids
     cfg.text.bert["vocab_size"] = len(tok)
     cfg.text.tokenizer = "tokenizer"  # relative to the run folder
     return tok, None

@@ -64,7 +64,14 @@ def train_wordpiece(texts: list[str], out_dir: str | Path, vocab_size: int = 400
     tok.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=1,
                             special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
     tok.save_model(str(out_dir))
+    _sort_vocab(out_dir / "vocab.txt", n_special=5)
     return load_tokenizer(out_dir)
+
+
+def _sort_vocab(path: Path, n_special: int) -> None:
+    """Deterministic ids: the trainer's order of equally frequent tokens varies between runs."""
+    tokens = path.read_text().splitlines()
+    path.write_text("\n".join(tokens[:n_special] + sorted(set(tokens[n_special:]))) + "\n")
 
 
 def minilm_path() -> Path:
