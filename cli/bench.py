@@ -31,3 +31,22 @@ def preprocess_bench_cmd(
     for name, value in report["ratios"].items():
         console.print(f"{name}: [bold]{value}[/bold]")
     console.print(f"JSON: {out / 'preprocess.json'}")
+
+
+@app.command("encoder")
+def encoder_bench_cmd(
+    out: Path = typer.Option(Path("bench-out"), help="Results folder (JSON written here)."),
+    presets: str = typer.Option("tiny,paper", help="Comma-separated model presets."),
+    batch: int = typer.Option(1, help="Volumes per forward."),
+    repeats: int = typer.Option(2, help="Timed forwards after one warm-up."),
+) -> None:
+    """encode_volume speed and memory: ctsearch vs a naive official-style CT-ViT forward."""
+    from ctsearch.bench.encoder import run_encoder_bench
+
+    report = run_encoder_bench(out, tuple(presets.split(",")), batch, repeats)
+    rows = [[k, f"{v.get('seconds_per_batch', 0):.3f}", f"{v.get('volumes_per_s', 0):.3f}",
+             f"{v.get('peak_rss_mb', 0):.0f}", f"{v.get('speedup', 0):.2f}",
+             f"{v.get('max_abs_diff', 0):.2e}"] for k, v in report["results"].items()]
+    print_table(f"encoder, batch {batch}, {report['threads']} threads",
+                ["preset/method", "s/batch", "vol/s", "peak RSS MB", "speedup", "max|diff|"], rows)
+    console.print(f"JSON: {out / 'encoder.json'}")

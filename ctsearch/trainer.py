@@ -133,6 +133,7 @@ def train(data: str | Path, out: str | Path, preset: str = "tiny", text_encoder:
     train_rows, val_rows = split_rows(rows, tc.valid_fraction, tc.seed)
     tok, pretrained = text_tower(cfg, text_encoder, [report_text(r) for r in train_rows], out)
     model = _build(cfg, pretrained, device, world)
+    getattr(model, "module", model).visual_transformer.vq.ema_update = tc.codebook_ema
     tr = Batches(train_rows, files, _tokens(tok, [r for r in train_rows if r["volume"] in files],
                                              cfg.text.max_length), rank, world)
     va = Batches(val_rows, files, _tokens(tok, [r for r in val_rows if r["volume"] in files],

@@ -28,12 +28,13 @@ class TrainCfg:
     checkpoint_every: int = 50
     seed: int = 0
     valid_fraction: float = 0.2   # patients held out when the data has no valid split
+    codebook_ema: bool = False    # official True; a frozen codebook trains faster on small data
 
     @classmethod
     def for_preset(cls, preset: str) -> TrainCfg:
         if preset == "paper":  # official: Adam lr 1.25e-6, no weight decay, clip 0.5, batch 8
             return cls(epochs=1, batch_size=8, lr=1.25e-6, weight_decay=0.0, grad_clip=0.5,
-                       warmup_steps=0)
+                       warmup_steps=0, codebook_ema=True)
         return cls()
 
 

@@ -164,6 +164,7 @@ class VectorQuantize(nn.Module):
     def __init__(self, dim: int, size: int):
         super().__init__()
         self._codebook = Codebook(dim, size)
+        self.ema_update = True  # official: the codebook follows the tokens in train mode
 
     @property
     def embed(self) -> torch.Tensor:
@@ -177,7 +178,8 @@ class VectorQuantize(nn.Module):
         idx = self.codes(x)
         q = F.embedding(idx, self.embed)
         if self.training:
-            self._ema_update(x, idx)
+            if self.ema_update:
+                self._ema_update(x, idx)
             q = x + (q - x).detach()  # straight-through
         return q, idx
 
