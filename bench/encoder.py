@@ -33,11 +33,22 @@ def naive_attention(attn, x: torch.Tensor, bias=None) -> torch.Tensor:
     return attn.to_out(out.permute(0, 2, 1, 3).reshape(x.shape[0], x.shape[1], -1))
 
 
+def naive_bias(cpb, h: int, w: int) -> torch.Tensor:
+    """The official position bias: the MLP evaluated on every (i, j) token pair."""
+    pos = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"), -1)
+    pos = pos.reshape(-1, 2).float()
+    rel = pos[:, None, :] - pos[None, :, :]
+    z = torch.sign(rel) * torch.log(rel.abs() + 1)
+    for layer in cpb.net:
+        z = layer(z)
+    return z.permute(2, 0, 1)
+
+
 def naive_encode(vt, x: torch.Tensor) -> torch.Tensor:
     """CT-ViT forward with naive attention and contiguous copies between stages."""
     tokens = vt.to_patch_emb(x).contiguous()
     b, t, hh, ww, d = tokens.shape
-    grid, bias = (b, t, hh, ww), vt.spatial_rel_pos_bias(hh, ww)
+    grid, bias = (b, t, hh, ww), naive_bias(vt.spatial_rel_pos_bias, hh, ww)
 
     def run(tr, z, bias=None):
         for peg, attn, _, ff in tr.layers:

@@ -116,16 +116,20 @@ class ContinuousPositionBias(nn.Module):
             nn.Linear(dim, heads)])
 
     def forward(self, h: int, w: int) -> torch.Tensor:
-        device = self.net[2].weight.device
-        pos = torch.stack(torch.meshgrid(torch.arange(h, device=device),
-                                         torch.arange(w, device=device), indexing="ij"), -1)
-        pos = pos.reshape(-1, 2).float()
-        rel = pos[:, None, :] - pos[None, :, :]
-        rel = torch.sign(rel) * torch.log(rel.abs() + 1)
-        x = rel.to(self.net[2].weight.dtype)
+        """(heads, h*w, h*w). The MLP runs once per distinct offset ((2h-1)(2w-1) of them,
+        not (hw)^2) and is gathered: the same values as evaluating every pair."""
+        device, dtype = self.net[2].weight.device, self.net[2].weight.dtype
+        dy, dx = torch.meshgrid(torch.arange(-h + 1, h, device=device),
+                                torch.arange(-w + 1, w, device=device), indexing="ij")
+        rel = torch.stack([dy, dx], -1).reshape(-1, 2).to(dtype)
+        x = torch.sign(rel) * torch.log(rel.abs() + 1)
         for layer in self.net:
-            x = layer(x)
-        return x.permute(2, 0, 1)  # (heads, n, n)
+            x = layer(x)  # (distinct offsets, heads)
+        r, c = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device),
+                              indexing="ij")
+        r, c = r.reshape(-1), c.reshape(-1)
+        index = (r[:, None] - r[None, :] + h - 1) * (2 * w - 1) + (c[:, None] - c[None, :] + w - 1)
+        return x[index].permute(2, 0, 1)
 
 
 class PatchEmbed(nn.Sequential):
