@@ -12,20 +12,26 @@ from .ui import console, print_table, progress_bar
 
 def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), help="Folder for everything the demo writes."),
-    n: int = typer.Option(24, help="Number of phantom volumes."),
+    n: int = typer.Option(120, help="Number of phantom volumes."),
+    epochs: int = typer.Option(8, help="Training epochs of the tiny model (0 = skip)."),
     workers: int = typer.Option(2, help="Parallel worker processes."),
 ) -> None:
-    """Synthesize a phantom CT-RATE set, preprocess it, print a summary and the paths."""
+    """Phantom CT-RATE set -> preprocess -> train tiny CT-CLIP; prints summary and paths."""
     from ctsearch.demo import run_demo
 
     with ExitStack() as stack:
-        summary = run_demo(out, n_volumes=n, workers=workers,
+        summary = run_demo(out, n_volumes=n, epochs=epochs, workers=workers,
                            progress_for=lambda stage: stack.enter_context(progress_bar(stage)))
     rows = [["volumes", summary["volumes"]], ["splits", summary["splits"]],
             ["preprocessed", summary["preprocessed"]], ["failed", summary["failed"]],
             ["output shape", summary["output_shape"]],
             ["synth s", summary["synth_seconds"]], ["preprocess s", summary["preprocess_seconds"]]]
     print_table("ctsearch demo", ["", "value"], rows)
+    if "train" in summary:
+        t = summary["train"]
+        print_table(f"tiny CT-CLIP, validation report->volume (n={t['n_val']})",
+                    ["", "model", "random"],
+                    [[k, f"{t[k]:.3f}", f"{t['random'][k]:.3f}"] for k in ("R@5", "R@10")])
     labels = sorted(summary["positives"].items(), key=lambda kv: -kv[1])
     print_table("positive volumes per label", ["label", "volumes"], labels)
     for name, path in summary["paths"].items():

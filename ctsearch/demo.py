@@ -16,20 +16,32 @@ log = logging.getLogger(__name__)
 
 def run_demo(
     out: str | Path,
-    n_volumes: int = 24,
-    preset: str = "quarter",
+    n_volumes: int = 120,
+    epochs: int = 8,
     workers: int = 2,
     seed: int = 0,
     progress_for: Callable[[str], Callable] | None = None,
 ) -> dict:
-    """Generate a small phantom CT-RATE set, preprocess it, and summarise both stages."""
+    """Phantom CT-RATE set -> preprocess (tiny preset) -> train tiny CT-CLIP -> summary."""
+    from .trainer import train
+    from .training import TrainCfg
+
     out = Path(out)
     bar = progress_for or (lambda stage: None)
     synth_summary = synth(out / "ctrate", n_volumes=n_volumes, size="small", seed=seed,
                           workers=workers, progress=bar("synth"))
-    run = preprocess_tree(out / "ctrate", out / "preprocessed", preset, workers,
+    run = preprocess_tree(out / "ctrate", out / "preprocessed", "tiny", workers,
                           progress=bar("preprocess"))
-    return _summarise(out, synth_summary, run)
+    summary = _summarise(out, synth_summary, run)
+    if epochs:
+        step_bar = bar("train")
+        metrics = train(out / "ctrate", out / "run", "tiny", tc=TrainCfg(epochs=epochs, seed=seed),
+                        cache=out / "preprocessed", workers=workers,
+                        progress=(lambda s, t, loss: step_bar(s, t)) if step_bar else None)
+        summary["train"] = {k: metrics[k] for k in ("R@5", "R@10", "random", "n_val",
+                                                     "val_loss")}
+        summary["paths"]["model"] = str(out / "run" / "model.pt")
+    return summary
 
 
 def _summarise(out: Path, synth_summary: dict, run) -> dict:

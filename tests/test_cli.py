@@ -56,12 +56,14 @@ def test_synth_then_demo_end_to_end(tmp_path):
                                  "--workers", "1", "--seed", "2"])
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "s/dataset").rglob("*.nii.gz"))) == 3
-    demo = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--n", "4",
-                               "--workers", "1"])
+    demo = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--n", "6",
+                               "--epochs", "1", "--workers", "1"])
     assert demo.exit_code == 0, demo.output
     assert "preprocessed" in demo.output and "positive volumes per label" in demo.output
     report = json.loads((tmp_path / "demo/preprocessed/preprocess.json").read_text())
-    assert report["counts"]["done"] == 4 and report["counts"]["failed"] == 0
+    counts = report["counts"]  # training re-checks the cache: all skipped the second time
+    assert counts["done"] + counts["skipped"] == 6 and counts["failed"] == 0
+    assert "R@5" in demo.output and (tmp_path / "demo/run/model.pt").exists()
 
 
 def test_preprocess_default_home(mini_tree, tmp_path, monkeypatch):

@@ -118,3 +118,91 @@ def test_from_real_reports(shared, tmp_path):
     lab = {r["VolumeName"]: r for r in labels}
     for name, r in rows.items():
         assert [r[p] for p in PATHOLOGIES] == [int(lab[name][p]) for p in PATHOLOGIES]
+
+
+def _stand_in(case):
+    """Cheap deterministic HU volume in place of the renderer (air outside, a ramp inside)."""
+    acq = case.acquisition
+    rng = np.random.default_rng(acq.seed)
+    hu = rng.normal(0.0, 300.0, acq.shape).astype(np.float32)
+    hu[:3] = -1000.0
+    return hu
+
+
+def test_every_storage_orientation_reads_back_as_lps(tmp_path, monkeypatch):
+    from ctsearch.data.phantom import generate
+
+    monkeypatch.setattr(generate, "render_case", _stand_in)
+    summary = synth(tmp_path, n_volumes=40, seed=5, workers=1)
+    assert set(summary["orientations"]) == {"LPS", "RAS", "LAS", "LPI", "blank"}
+    lps = nib.orientations.axcodes2ornt(tuple("LPS"))
+    for plan in plan_sampled(40, "small", 5, load_stats(), 0.25, "v1"):
+        expected = to_stored(_stand_in(plan.case), plan.case.acquisition.intercept, "v1")
+        img = nib.load(generate.volume_path(tmp_path / "dataset", plan, "v1"))
+        data = np.asanyarray(img.dataobj)
+        assert data.dtype == np.int16 and np.isnan(img.header["scl_slope"])
+        if summary["storage"][plan.case.volume] == "blank":  # v1 style: no geometry at all
+            assert int(img.header["qform_code"]) == int(img.header["sform_code"]) == 0
+            np.testing.assert_array_equal(data, expected)
+            continue
+        assert int(img.header["qform_code"]) == int(img.header["sform_code"]) == 1
+        affine = img.affine
+        assert np.allclose(sorted(img.header.get_zooms()), sorted(plan.case.acquisition.spacing))
+        back = nib.orientations.apply_orientation(
+            data, nib.orientations.ornt_transform(nib.orientations.io_orientation(affine), lps))
+        np.testing.assert_array_equal(back, expected)
+
+
+def test_patients_scans_and_reconstructions_are_consistent():
+    by_patient: dict = {}
+    for p in plan_sampled(300, "small", 2, load_stats(), 0.25, "v1"):
+        split, pid, scan, _ = p.case.volume[: -len(".nii.gz")].split("_")
+        by_patient.setdefault((split, pid), {}).setdefault(scan, []).append(p)
+    assert any(len(scans) > 1 for scans in by_patient.values())
+    for scans in by_patient.values():
+        plans = [p for recons in scans.values() for p in recons]
+        assert len({id(p.case.patient) for p in plans}) == 1  # one habitus per patient
+        assert len({p.fields["sex"] for p in plans}) == 1
+        firsts = [recons[0] for _, recons in sorted(scans.items())]
+        assert [p.study_date for p in firsts] == sorted({p.study_date for p in firsts})
+        assert [p.fields["age"] for p in firsts] == sorted(p.fields["age"] for p in firsts)
+        for recons in scans.values():
+            shared = {(p.study_date, p.fields["age"], p.case.acquisition.manufacturer,
+                       p.case.acquisition.model_name, p.case.acquisition.intercept,
+                       id(p.case.labels), p.case.findings_text) for p in recons}
+            assert len(shared) == 1
+
+
+def test_from_reports_plan_keeps_parsed_attributes(shared):
+    from ctsearch.data.phantom.plan import plan_from_reports
+    from ctsearch.data.phantom.report_text import parse_attributes
+
+    real = shared / "fixtures/ctrate_real"
+    plans = plan_from_reports(real / "train_reports.csv", real / "train_reports_labels.csv",
+                              300, "small", 0, load_stats(), "v1")
+    checked = 0
+    for p in plans:
+        text = f"{p.case.findings_text} {p.case.impressions_text}"
+        for f in p.case.findings:
+            stated = parse_attributes(text, f.name)
+            for key, value in stated.items():
+                if value == "middle" and f.laterality != "right":
+                    continue  # only the right lung has a middle lobe: resampled
+                if value is not None:
+                    assert getattr(f, key) == value, (p.case.volume, f, key)
+                    checked += key == "laterality"
+    assert checked > 100
+    patients: dict = {}
+    for p in plans:
+        patients.setdefault(p.case.volume.rsplit("_", 2)[0], set()).add(id(p.case.patient))
+    assert all(len(ids) == 1 for ids in patients.values())
+
+
+def test_metadata_csv_alone_drives_acquisition_stats(shared):
+    from ctsearch.data.phantom.generate import _stats
+    from ctsearch.data.phantom.stats import compute_stats
+
+    meta = shared / "fixtures/ctrate_real/validation_metadata.csv"
+    stats = _stats(None, meta)
+    assert stats["acquisition"] == compute_stats(None, meta)["acquisition"]
+    assert stats["labels"] == load_stats()["labels"]

@@ -87,6 +87,14 @@ def _write_all(items, intensity: str, workers: int, progress) -> None:
             progress and progress(i, total, name)
 
 
+def series_description(acq) -> str:
+    """Siemens style `Thorax 1,50 Br40 S3`; other vendors `HRCT` (sharp) or `THORAX` (soft)."""
+    kernel = acq.kernel.strip("[]").split(",")[0].strip(" '\"")
+    if "siemens" in acq.manufacturer.lower():
+        return f"Thorax {acq.spacing[2]:.2f} {kernel[:4]} S3".replace(".", ",")
+    return "HRCT" if acq.sharpness >= 0.7 else "THORAX"
+
+
 def metadata_row(p: Planned) -> dict:
     """The 44 CT-RATE metadata columns in the real file's formats."""
     acq, f = p.case.acquisition, p.fields
@@ -97,7 +105,8 @@ def metadata_row(p: Planned) -> dict:
     row.update(
         VolumeName=p.case.volume, Manufacturer=acq.manufacturer,
         ManufacturerModelName=acq.model_name,
-        SeriesDescription=f"Thorax {sz:g} {acq.kernel}", PatientSex=f["sex"],
+        SeriesDescription=series_description(acq), ReconstructionDiameter=round(nx * sx),
+        GantryDetectorTilt=0, RotationDirection="CW", PatientSex=f["sex"],
         PatientAge=f"{int(f['age']):03d}Y", ConvolutionKernel=acq.kernel, PatientPosition="HFS",
         ImagePositionPatient=f"[{-nx * sx / 2:.4f}, {-ny * sx / 2:.4f}, {top:.4f}]",
         ImageOrientationPatient="[1, 0, 0, 0, 1, 0]", SliceLocation=f"{top:.4f}",
@@ -160,6 +169,11 @@ def synth(
         label_stats_csv, metadata_csv: real CSVs for co-occurrence / acquisition statistics
             (default: the statistics shipped with ctsearch).
         intensity: "v1" (stored values + metadata rescale) or "v2" (`*_fixed`, HU).
+        progress: called as `progress(done, total, volume_name)` per finished volume.
+
+    Returns out, volumes, train, valid, scans, seconds, positives (per label), orientations
+    (count per storage orientation) and storage (volume name -> orientation: an axis-code
+    string such as "LPS"/"RAS"/"LAS"/"LPI", or "blank" for an identity-header v1 file).
     """
     if size not in ("small", "full") or intensity not in ("v1", "v2"):
         raise ValueError(f"size must be small|full and intensity v1|v2, got {size}, {intensity}")
@@ -178,7 +192,7 @@ def _stats(label_stats_csv, metadata_csv) -> dict:
     if label_stats_csv is None and metadata_csv is None:
         return load_stats()
     shipped = load_stats()
-    computed = compute_stats(label_stats_csv, metadata_csv) if label_stats_csv else {}
+    computed = compute_stats(label_stats_csv, metadata_csv)
     return {**shipped, **{k: v for k, v in computed.items() if v}}
 
 
@@ -201,4 +215,5 @@ def _summary(dataset: Path, planned: list[Planned], seconds: float) -> dict:
                                                        for p in planned}),
         "seconds": round(seconds, 2), "positives": positives,
         "orientations": dict(Counter(p.orientation for p in planned)),
+        "storage": {p.case.volume: p.orientation for p in planned},
     }

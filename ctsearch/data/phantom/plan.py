@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import logging
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,9 @@ from ..schema import PATHOLOGIES
 from .report_text import findings_from_labels, generate_report
 from .spec import Acquisition, Case, Patient
 from .stats import kernel_sharpness, sample_acquisition_fields, sample_labels
+
+log = logging.getLogger(__name__)
+_EPOCH = date(2018, 1, 1)
 
 # Storage orientations (nibabel axis codes) and how often each is written; "blank" = a v1-style
 # header with no affine, data in (L, P, S) voxel order.
@@ -47,7 +52,8 @@ def grid_for(fields: dict, size: str, rng) -> tuple[tuple[int, int, int], tuple[
     fov = float(np.clip(rows * xy, 330.0, 420.0))
     n = int(rng.choice([96, 112, 128]))
     nz = int(rng.integers(48, 65))
-    return (n, n, nz), (fov / n, fov / n, min(extent, 320.0) / nz)
+    sxy, sz = round(fov / n, 5), round(min(extent, 320.0) / nz, 4)  # clean CSV numbers
+    return (n, n, nz), (sxy, sxy, sz)
 
 
 def make_patient(pid: int, fields: dict, rng) -> Patient:
@@ -76,18 +82,48 @@ def make_acquisition(fields: dict, size: str, rng) -> Acquisition:
         seed=int(rng.integers(2**31)))
 
 
-def _scan_fields(stats: dict, rng, n_recon: int) -> list[dict]:
-    """Per-reconstruction fields; vendor, intercept, age and sex shared within the scan."""
+def _scan_fields(stats: dict, rng, n_recon: int, person: dict) -> list[dict]:
+    """Per-reconstruction fields: one scanner per scan (kernels differ where it has several),
+    the patient's sex and age at the scan."""
     first = sample_acquisition_fields(rng, stats)
-    shared = {k: first[k] for k in ("manufacturer", "model_name", "intercept", "age", "sex")}
-    out = [first]
-    for _ in range(n_recon - 1):
-        out.append({**sample_acquisition_fields(rng, stats), **shared})
-    return out
+    fields = [first] + [sample_acquisition_fields(rng, stats, like=first)
+                        for _ in range(n_recon - 1)]
+    return [{**f, **person} for f in fields]
 
 
 def _n_recon(rng) -> int:
     return int(rng.choice([1, 2, 3], p=[0.1, 0.8, 0.1]))
+
+
+def _child(rng) -> np.random.Generator:
+    return np.random.default_rng(int(rng.integers(2**63)))
+
+
+def _next_date(rng, previous: date | None) -> date:
+    """First scan in 2018-2022; a follow-up one month to two years after the previous one."""
+    if previous is None:
+        return _EPOCH + timedelta(days=int(rng.integers(0, 5 * 365)))
+    return previous + timedelta(days=int(rng.integers(30, 730)))
+
+
+@dataclass
+class _Person:
+    """A patient being planned: habitus (shared by every scan) and the date of its last scan."""
+
+    patient: Patient
+    first: date | None = None
+    last: date | None = None
+
+    def next_scan(self, rng) -> tuple[str, dict]:
+        """(StudyDate, {sex, age at that date}) of the patient's next scan."""
+        self.last = _next_date(rng, self.last)
+        self.first = self.first or self.last
+        age = self.patient.age + (self.last - self.first).days // 365
+        return self.last.strftime("%Y%m%d"), {"sex": self.patient.sex, "age": age}
+
+
+def _new_person(pid: int, stats: dict, rng) -> _Person:
+    return _Person(make_patient(pid, sample_acquisition_fields(rng, stats), _child(rng)))
 
 
 def plan_sampled(n_volumes: int, size: str, seed: int, stats: dict, valid_fraction: float,
@@ -104,26 +140,18 @@ def plan_sampled(n_volumes: int, size: str, seed: int, stats: dict, valid_fracti
 
 
 def _plan_patient(split, pid, stats, size, rng, intensity) -> list[Planned]:
-    out = []
-    n_scans = 2 if rng.random() < 0.1 else 1
-    for s in range(n_scans):
+    person, out = _new_person(pid, stats, rng), []
+    for s in range(2 if rng.random() < 0.1 else 1):
         labels = sample_labels(rng, stats)
         findings = findings_from_labels(rng, labels)
         text = generate_report(rng, findings)
-        recon_fields = _scan_fields(stats, rng, _n_recon(rng))
-        patient = make_patient(pid, recon_fields[0], np.random.default_rng([pid, 11]))
-        for r, fields in enumerate(recon_fields, start=1):
+        study_date, who = person.next_scan(rng)
+        for r, fields in enumerate(_scan_fields(stats, rng, _n_recon(rng), who), start=1):
             name = f"{split}_{pid}_{'abcdefgh'[s]}_{r}.nii.gz"
-            case = Case(name, patient, make_acquisition(fields, size, rng), findings, labels,
-                        *text)
-            out.append(Planned(case, split, _orientation(rng, intensity), fields,
-                               _study_date(rng)))
+            case = Case(name, person.patient, make_acquisition(fields, size, rng), findings,
+                        labels, *text)
+            out.append(Planned(case, split, _orientation(rng, intensity), fields, study_date))
     return out
-
-
-def _study_date(rng) -> str:
-    year, month, day = (int(rng.integers(a, b)) for a, b in ((18, 23), (1, 13), (1, 29)))
-    return f"20{year}{month:02d}{day:02d}"
 
 
 def read_rows(path: Path) -> dict[str, dict]:
@@ -134,34 +162,60 @@ def read_rows(path: Path) -> dict[str, dict]:
         return {volume_key(r[key]): r for r in reader}
 
 
+@dataclass
+class _RealScan:
+    """One real scan: its labels, findings parsed from its text, scanner and study date."""
+
+    labels: dict
+    findings: list
+    first: dict
+    study_date: str
+    recons: int = 0
+
+    def fields(self, stats: dict, rng) -> dict:
+        """The first reconstruction's fields, then the same scanner with another kernel."""
+        self.recons += 1
+        if self.recons == 1:
+            return self.first
+        person = {k: self.first[k] for k in ("sex", "age")}
+        return {**sample_acquisition_fields(rng, stats, like=self.first), **person}
+
+
+def _real_scan(report: dict, label_row: dict, person: _Person, stats: dict, rng) -> _RealScan:
+    lab = {p: int(float(label_row.get(p) or 0) > 0) for p in PATHOLOGIES}
+    text = f"{report.get('Findings_EN') or ''} {report.get('Impressions_EN') or ''}"
+    study_date, who = person.next_scan(rng)
+    return _RealScan(lab, findings_from_labels(rng, lab, text),
+                     {**sample_acquisition_fields(rng, stats), **who}, study_date)
+
+
 def plan_from_reports(reports_csv: Path, labels_csv: Path, n_volumes: int | None, size: str,
                       seed: int, stats: dict, intensity: str) -> list[Planned]:
-    """One volume per real report row; its labels and text are the paired truth."""
+    """One volume per real report row; its labels and text are the paired truth.
+
+    Reconstructions of one scan share labels, findings and scanner; scans of one patient
+    (same split and number) share the Patient."""
     reports, labels = read_rows(reports_csv), read_rows(labels_csv)
     names = [n for n in reports if n in labels][: n_volumes or None]
     rng = np.random.default_rng(seed)
-    scans: dict[str, tuple] = {}
+    people: dict[str, _Person] = {}
+    scans: dict[str, _RealScan] = {}
     out = []
     for name in names:
         info = parse_volume_name(name)
         if info["scan"] is None:
+            log.warning("skipping %s: not a CT-RATE volume name", name)
             continue
-        out.append(_plan_real(name, info, reports[name], labels[name], scans, stats, size, rng,
-                              intensity))
+        if info["patient"] not in people:
+            people[info["patient"]] = _new_person(int(info["patient"].split("_")[1]), stats, rng)
+        if info["scan"] not in scans:
+            scans[info["scan"]] = _real_scan(reports[name], labels[name],
+                                             people[info["patient"]], stats, rng)
+        scan, report = scans[info["scan"]], reports[name]
+        fields = scan.fields(stats, rng)
+        case = Case(name, people[info["patient"]].patient, make_acquisition(fields, size, rng),
+                    scan.findings, scan.labels, report.get("Findings_EN") or "",
+                    report.get("Impressions_EN") or "")
+        out.append(Planned(case, info["split"], _orientation(rng, intensity), fields,
+                           scan.study_date))
     return out
-
-
-def _plan_real(name, info, report, label_row, scans, stats, size, rng, intensity) -> Planned:
-    if info["scan"] not in scans:
-        lab = {p: int(float(label_row.get(p) or 0) > 0) for p in PATHOLOGIES}
-        text = f"{report.get('Findings_EN') or ''} {report.get('Impressions_EN') or ''}"
-        fields = sample_acquisition_fields(rng, stats)
-        pid = int(info["patient"].split("_")[1])
-        scans[info["scan"]] = (lab, findings_from_labels(rng, lab, text), fields,
-                               make_patient(pid, fields, np.random.default_rng([pid, 11])))
-    lab, findings, first, patient = scans[info["scan"]]
-    fields = {**sample_acquisition_fields(rng, stats),
-              **{k: first[k] for k in ("manufacturer", "model_name", "intercept", "age", "sex")}}
-    case = Case(name, patient, make_acquisition(fields, size, rng), findings, lab,
-                report.get("Findings_EN") or "", report.get("Impressions_EN") or "")
-    return Planned(case, info["split"], _orientation(rng, intensity), fields, _study_date(rng))

@@ -144,21 +144,34 @@ def sample_labels(rng: np.random.Generator, stats: dict) -> dict[str, int]:
 
 
 def _geometry_fields(rng: np.random.Generator, acq: dict, rows: int, z: float) -> dict:
-    fov = _draw(rng, acq["fov_mm"])[0] + rng.uniform(0.0, 10.0)
+    fov = _draw(rng, acq["fov_mm"])[0] + int(rng.integers(0, 10))  # whole mm, as scanners do
     extent = np.clip(_draw(rng, acq["extent_mm"])[0] + rng.uniform(0.0, 10.0), *EXTENT_RANGE)
-    return {"xy_spacing": round(float(fov / rows), 6), "z_spacing": float(z), "rows": int(rows),
+    return {"xy_spacing": round(float(fov / rows), 9), "z_spacing": float(z), "rows": int(rows),
             "n_slices": max(1, int(round(extent / z)))}
 
 
-def sample_acquisition_fields(rng: np.random.Generator, stats: dict) -> dict:
+def _protocols(acq: dict, like: dict | None) -> list:
+    """Protocol rows; with `like`, those of its scanner, preferring another kernel."""
+    if like is None:
+        return acq["protocol"]
+    key = (like["manufacturer"], like["model_name"], float(like["intercept"]))
+    same = [r for r in acq["protocol"] if (r[0], r[1], float(r[3])) == key]
+    other = [r for r in same if r[2] != like["kernel"]]
+    return other or same or acq["protocol"]
+
+
+def sample_acquisition_fields(rng: np.random.Generator, stats: dict,
+                              like: dict | None = None) -> dict:
     """Vendor, model, kernel, intercept, grid (spacing, matrix, slices), sex and age of a scan.
 
     Vendor/model/kernel/intercept/matrix/z-spacing come jointly from one real protocol row;
     the in-plane spacing is field of view / matrix and the slice count scan length / z-spacing,
-    so the grid stays physically plausible.
+    so the grid stays physically plausible. `like` (the fields of another reconstruction of
+    the same scan) restricts the draw to that scanner's protocols with a different kernel
+    where it has one (CT-RATE pairs e.g. a soft and a sharp lung kernel).
     """
     acq = stats["acquisition"]
-    manufacturer, model, kernel, intercept, rows, z = _draw(rng, acq["protocol"])
+    manufacturer, model, kernel, intercept, rows, z = _draw(rng, _protocols(acq, like))
     age = _draw(rng, acq["age"])[0] + int(rng.integers(0, 5))
     return {"manufacturer": manufacturer, "model_name": model, "kernel": kernel,
             "intercept": float(intercept), **_geometry_fields(rng, acq, rows, z),
