@@ -18,6 +18,7 @@ def train_cmd(
     batch_size: int = typer.Option(None, help="Batch size per process."),
     lr: float = typer.Option(None, help="Learning rate."),
     seed: int = typer.Option(0, help="Seed (data order, init)."),
+    text_field: str = typer.Option("findings", help="findings (official) | impressions | both."),
     resume: bool = typer.Option(False, help="Continue from RUN/checkpoints/last.pt."),
     cache: Path = typer.Option(None, help="Preprocessing cache [default: $CTSEARCH_HOME]."),
     workers: int = typer.Option(2, help="Preprocessing workers."),
@@ -30,7 +31,7 @@ def train_cmd(
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
         if value is not None:
             setattr(tc, name, value)
-    tc.seed = seed
+    tc.seed, tc.text_field = seed, text_field
     try:
         with progress_bar("train", unit="step") as update:
             m = train(data, out, preset, text_encoder, tc, resume, cache, workers,

@@ -57,8 +57,8 @@ def prepare(data: Path, cfg: ModelCfg, cache: Path, workers: int) -> tuple[list[
     return cases.to_pylist(), {r["volume"]: r["file"] for r in index}
 
 
-def _tokens(tok, rows: list[dict], max_length: int) -> dict:
-    return tokenize(tok, [report_text(r) for r in rows], max_length)
+def _tokens(tok, rows: list[dict], max_length: int, field: str) -> dict:
+    return tokenize(tok, [report_text(r, field) for r in rows], max_length)
 
 
 @torch.no_grad()
@@ -131,13 +131,16 @@ def train(data: str | Path, out: str | Path, preset: str = "tiny", text_encoder:
     cfg = model_preset(preset)
     rows, files = prepare(Path(data), cfg, Path(cache or default_home() / "preprocessed"), workers)
     train_rows, val_rows = split_rows(rows, tc.valid_fraction, tc.seed)
-    tok, pretrained = text_tower(cfg, text_encoder, [report_text(r) for r in train_rows], out)
+    texts = [report_text(r, tc.text_field) for r in train_rows]
+    tok, pretrained = text_tower(cfg, text_encoder, texts, out)
     model = _build(cfg, pretrained, device, world)
     getattr(model, "module", model).visual_transformer.vq.ema_update = tc.codebook_ema
-    tr = Batches(train_rows, files, _tokens(tok, [r for r in train_rows if r["volume"] in files],
-                                             cfg.text.max_length), rank, world)
-    va = Batches(val_rows, files, _tokens(tok, [r for r in val_rows if r["volume"] in files],
-                                          cfg.text.max_length))
+    def tokens(rows):
+        return _tokens(tok, [r for r in rows if r["volume"] in files], cfg.text.max_length,
+                       tc.text_field)
+
+    tr = Batches(train_rows, files, tokens(train_rows), rank, world)
+    va = Batches(val_rows, files, tokens(val_rows))
     return _loop(model, cfg, tc, tr, va, out, device, resume, progress, rank)
 
 

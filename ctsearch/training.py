@@ -29,6 +29,7 @@ class TrainCfg:
     seed: int = 0
     valid_fraction: float = 0.2   # patients held out when the data has no valid split
     codebook_ema: bool = False    # official True; a frozen codebook trains faster on small data
+    text_field: str = "findings"  # official v2: Findings_EN; "impressions" | "both" also
 
     @classmethod
     def for_preset(cls, preset: str) -> TrainCfg:
@@ -43,8 +44,12 @@ def clean_text(text: str | None) -> str:
     return re.sub(r"[\"'()]", "", text or "").strip()
 
 
-def report_text(row: dict) -> str:
-    """Findings_EN (the v2 training text); impressions when findings are missing."""
+def report_text(row: dict, field: str = "findings") -> str:
+    """Findings_EN (the v2 training text; impressions when missing), or impressions / both."""
+    if field == "impressions":
+        return clean_text(row.get("impressions"))
+    if field == "both":
+        return clean_text(f"{row.get('findings') or ''} {row.get('impressions') or ''}")
     findings = row.get("findings") or ""
     if not findings.strip() or findings.strip() == "Not given.":
         findings = row.get("impressions") or ""
