@@ -17,6 +17,7 @@ def train_cmd(
     epochs: int = typer.Option(None, help="Epochs (default: the preset's)."),
     batch_size: int = typer.Option(None, help="Batch size per process."),
     lr: float = typer.Option(None, help="Learning rate."),
+    text_lr: float = typer.Option(None, help="Text tower learning rate (default: --lr)."),
     seed: int = typer.Option(0, help="Seed (data order, init)."),
     text_field: str = typer.Option("findings", help="findings (official) | impressions | both."),
     resume: bool = typer.Option(False, help="Continue from RUN/checkpoints/last.pt."),
@@ -28,7 +29,8 @@ def train_cmd(
     from ctsearch.training import TrainCfg
 
     tc = TrainCfg.for_preset(preset)
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr),
+                        ("text_lr", text_lr)):
         if value is not None:
             setattr(tc, name, value)
     tc.seed, tc.text_field = seed, text_field

@@ -79,8 +79,16 @@ def evaluate(model: CTCLIP, data: Batches, device, batch: int = 16) -> dict:
             "random": random_recall(len(data))}
 
 
+def _param_groups(model, tc: TrainCfg) -> list[dict]:
+    """Text tower at `text_lr`, everything else at `lr`."""
+    named = list(model.named_parameters())
+    text = [p for n, p in named if ".text_transformer." in f".{n}"]
+    rest = [p for n, p in named if ".text_transformer." not in f".{n}"]
+    return [{"params": rest, "lr": tc.lr}, {"params": text, "lr": tc.text_lr or tc.lr}]
+
+
 def _optimizer(model: CTCLIP, tc: TrainCfg, total: int):
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas,
+    opt = torch.optim.AdamW(_param_groups(model, tc), lr=tc.lr, betas=tc.betas,
                             weight_decay=tc.weight_decay)
     warm = max(tc.warmup_steps, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (

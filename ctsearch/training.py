@@ -21,6 +21,7 @@ class TrainCfg:
     epochs: int = 30
     batch_size: int = 16
     lr: float = 5e-4
+    text_lr: float | None = None  # text tower learning rate (None = lr)
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = 1.0
@@ -34,8 +35,8 @@ class TrainCfg:
     @classmethod
     def for_preset(cls, preset: str) -> TrainCfg:
         if preset == "paper":  # official: Adam lr 1.25e-6, no weight decay, clip 0.5, batch 8
-            return cls(epochs=1, batch_size=8, lr=1.25e-6, weight_decay=0.0, grad_clip=0.5,
-                       warmup_steps=0, codebook_ema=True)
+            return cls(epochs=1, batch_size=8, lr=1.25e-6, text_lr=None, weight_decay=0.0,
+                       grad_clip=0.5, warmup_steps=0, codebook_ema=True)
         return cls()
 
 
