@@ -20,6 +20,7 @@ def train_cmd(
     text_lr: float = typer.Option(None, help="Text tower learning rate (default: --lr)."),
     seed: int = typer.Option(0, help="Seed (data order, init)."),
     text_field: str = typer.Option("findings", help="findings (official) | impressions | both."),
+    max_length: int = typer.Option(None, help="Tokens per report (default: the preset's)."),
     resume: bool = typer.Option(False, help="Continue from RUN/checkpoints/last.pt."),
     cache: Path = typer.Option(None, help="Preprocessing cache [default: $CTSEARCH_HOME]."),
     workers: int = typer.Option(2, help="Preprocessing workers."),
@@ -33,7 +34,7 @@ def train_cmd(
                         ("text_lr", text_lr)):
         if value is not None:
             setattr(tc, name, value)
-    tc.seed, tc.text_field = seed, text_field
+    tc.seed, tc.text_field, tc.max_length = seed, text_field, max_length
     try:
         with progress_bar("train", unit="step") as update:
             m = train(data, out, preset, text_encoder, tc, resume, cache, workers,

@@ -141,6 +141,7 @@ def train(data: str | Path, out: str | Path, preset: str = "tiny", text_encoder:
     train_rows, val_rows = split_rows(rows, tc.valid_fraction, tc.seed)
     texts = [report_text(r, tc.text_field) for r in train_rows]
     tok, pretrained = text_tower(cfg, text_encoder, texts, out)
+    cfg.text.max_length = tc.max_length or cfg.text.max_length
     model = _build(cfg, pretrained, device, world)
     getattr(model, "module", model).visual_transformer.vq.ema_update = tc.codebook_ema
     def tokens(rows):

@@ -31,6 +31,7 @@ class TrainCfg:
     valid_fraction: float = 0.2   # patients held out when the data has no valid split
     codebook_ema: bool = False    # official True; a frozen codebook trains faster on small data
     text_field: str = "findings"  # official v2: Findings_EN; "impressions" | "both" also
+    max_length: int | None = None  # tokens per text (None = the model preset's)
 
     @classmethod
     def for_preset(cls, preset: str) -> TrainCfg:
