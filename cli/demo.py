@@ -13,7 +13,7 @@ from .ui import console, print_table, progress_bar
 def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), help="Folder for everything the demo writes."),
     n: int = typer.Option(120, help="Number of phantom volumes."),
-    epochs: int = typer.Option(8, help="Training epochs of the tiny model (0 = skip)."),
+    epochs: int = typer.Option(6, help="Training epochs of the tiny model (0 = skip)."),
     workers: int = typer.Option(2, help="Parallel worker processes."),
 ) -> None:
     """Phantom CT-RATE set -> preprocess -> train tiny CT-CLIP; prints summary and paths."""
@@ -29,7 +29,8 @@ def demo_cmd(
     print_table("ctsearch demo", ["", "value"], rows)
     if "train" in summary:
         t = summary["train"]
-        print_table(f"tiny CT-CLIP, validation report->volume (n={t['n_val']})",
+        print_table(f"tiny CT-CLIP, best epoch {t['epoch']}, validation report->volume "
+                    f"(n={t['n_val']})",
                     ["", "model", "random"],
                     [[k, f"{t[k]:.3f}", f"{t['random'][k]:.3f}"] for k in ("R@5", "R@10")])
     labels = sorted(summary["positives"].items(), key=lambda kv: -kv[1])

@@ -173,6 +173,7 @@ def _loop(model, cfg, tc: TrainCfg, tr: Batches, va: Batches, out: Path, device,
     step, start_epoch = _load_state(state, model, opt, sched) if resume and state.exists() else (
         0, 0)
     core, metrics, t0, loss = getattr(model, "module", model), {}, time.perf_counter(), float("nan")
+    best = None
     for epoch in range(start_epoch, tc.epochs):
         done = step - epoch * per_epoch  # batches of this epoch finished before a resume
         for batch in tr.epoch(epoch, tc.seed, tc.batch_size, skip=max(done, 0)):
@@ -186,12 +187,23 @@ def _loop(model, cfg, tc: TrainCfg, tr: Batches, va: Batches, out: Path, device,
             metrics = {"epoch": epoch + 1, "step": step, "train_loss": loss,
                        **evaluate(core, va, device)}
             _append(out / "metrics.jsonl", metrics)
+            best = _keep_best(core, metrics, best, out)
             _save_state(state, model, opt, sched, step, epoch + 1)
     if rank == 0:
         save_checkpoint(core, out / "model.pt", {"train": asdict(tc)})
+        metrics = {**metrics, "best": best}
         write_json(out / "train.json", {**metrics, "seconds": time.perf_counter() - t0,
                                         "config": cfg.to_dict(), "train_cfg": asdict(tc)})
     return metrics
+
+
+def _keep_best(core: CTCLIP, metrics: dict, best: dict | None, out: Path) -> dict:
+    """`model_best.pt`: the epoch with the highest validation (R@10, R@5)."""
+    score = (metrics["R@10"], metrics["R@5"])
+    if best is None or score > (best["R@10"], best["R@5"]):
+        save_checkpoint(core, out / "model_best.pt", {"epoch": metrics["epoch"]})
+        return {k: metrics[k] for k in ("epoch", "R@5", "R@10", "val_loss", "random", "n_val")}
+    return best
 
 
 def _append(path: Path, record: dict) -> None:
