@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -80,7 +82,8 @@ def _write_all(items, intensity: str, workers: int, progress) -> None:
         return
     import multiprocessing as mp
 
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    with _single_threaded_children(), ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("spawn"), initializer=_one_thread) as pool:
         futures = [pool.submit(write_volume, p, str(path), intensity) for p, path in items]
         for i, fut in enumerate(as_completed(futures), 1):
             name = fut.result()
@@ -93,6 +96,26 @@ def series_description(acq) -> str:
     if "siemens" in acq.manufacturer.lower():
         return f"Thorax {acq.spacing[2]:.2f} {kernel[:4]} S3".replace(".", ",")
     return "HRCT" if acq.sharpness >= 0.7 else "THORAX"
+
+
+@contextmanager
+def _single_threaded_children():
+    """Spawned workers inherit 1-thread BLAS/OpenMP settings (they import numpy on start)."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {n: os.environ.get(n) for n in names}
+    os.environ.update(dict.fromkeys(names, "1"))
+    try:
+        yield
+    finally:
+        for n, v in saved.items():
+            os.environ.pop(n) if v is None else os.environ.__setitem__(n, v)
+
+
+def _one_thread() -> None:
+    """One torch thread per worker process: 2 workers x 2 threads on 2 cores thrash."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def metadata_row(p: Planned) -> dict:
