@@ -21,6 +21,7 @@ def train_cmd(
     seed: int = typer.Option(0, help="Seed (data order, init)."),
     text_field: str = typer.Option("findings", help="findings (official) | impressions | both."),
     max_length: int = typer.Option(None, help="Tokens per report (default: the preset's)."),
+    freeze_vision: bool = typer.Option(False, help="Keep the CT-ViT fixed; train the rest."),
     resume: bool = typer.Option(False, help="Continue from RUN/checkpoints/last.pt."),
     cache: Path = typer.Option(None, help="Preprocessing cache [default: $CTSEARCH_HOME]."),
     workers: int = typer.Option(2, help="Preprocessing workers."),
@@ -35,6 +36,7 @@ def train_cmd(
         if value is not None:
             setattr(tc, name, value)
     tc.seed, tc.text_field, tc.max_length = seed, text_field, max_length
+    tc.freeze_vision = freeze_vision
     try:
         with progress_bar("train", unit="step") as update:
             m = train(data, out, preset, text_encoder, tc, resume, cache, workers,

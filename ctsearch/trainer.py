@@ -81,7 +81,7 @@ def evaluate(model: CTCLIP, data: Batches, device, batch: int = 16) -> dict:
 
 def _param_groups(model, tc: TrainCfg) -> list[dict]:
     """Text tower at `text_lr`, everything else at `lr`."""
-    named = list(model.named_parameters())
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     text = [p for n, p in named if ".text_transformer." in f".{n}"]
     rest = [p for n, p in named if ".text_transformer." not in f".{n}"]
     return [{"params": rest, "lr": tc.lr}, {"params": text, "lr": tc.text_lr or tc.lr}]
@@ -143,7 +143,9 @@ def train(data: str | Path, out: str | Path, preset: str = "tiny", text_encoder:
     tok, pretrained = text_tower(cfg, text_encoder, texts, out)
     cfg.text.max_length = tc.max_length or cfg.text.max_length
     model = _build(cfg, pretrained, device, world)
-    getattr(model, "module", model).visual_transformer.vq.ema_update = tc.codebook_ema
+    core = getattr(model, "module", model)
+    core.visual_transformer.vq.ema_update = tc.codebook_ema
+    core.visual_transformer.requires_grad_(not tc.freeze_vision)
     def tokens(rows):
         return _tokens(tok, [r for r in rows if r["volume"] in files], cfg.text.max_length,
                        tc.text_field)

@@ -32,6 +32,7 @@ class TrainCfg:
     codebook_ema: bool = False    # official True; a frozen codebook trains faster on small data
     text_field: str = "findings"  # official v2: Findings_EN; "impressions" | "both" also
     max_length: int | None = None  # tokens per text (None = the model preset's)
+    freeze_vision: bool = False   # train only the projections and the text tower
 
     @classmethod
     def for_preset(cls, preset: str) -> TrainCfg:

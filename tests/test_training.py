@@ -109,3 +109,20 @@ def test_global_batch_loss_over_two_ranks():
     full = clip_loss(text, image, torch.tensor(3.0))
     assert out[0][0].item() == pytest.approx(full.item(), abs=1e-6)
     assert out[1][0].item() == pytest.approx(full.item(), abs=1e-6)
+
+
+def test_freeze_vision_keeps_ctvit_weights(phantoms, tmp_path):
+    tc = _cfg(1)
+    tc.freeze_vision = True
+    train(phantoms, tmp_path / "run", "tiny", tc=tc, cache=tmp_path / "cache", workers=1)
+    trained = torch.load(tmp_path / "run/model.pt", weights_only=True)["state_dict"]
+    from ctsearch.models import CTCLIP, model_preset
+
+    torch.manual_seed(0)
+    cfg = model_preset("tiny")
+    vocab = trained["text_transformer.embeddings.word_embeddings.weight"].shape[0]
+    cfg.text.bert["vocab_size"] = vocab
+    init = CTCLIP(cfg).state_dict()
+    key = "visual_transformer.to_patch_emb.2.weight"
+    assert torch.equal(trained[key], init[key])
+    assert not torch.equal(trained["to_visual_latent.weight"], init["to_visual_latent.weight"])
