@@ -37,8 +37,11 @@ def text_tower(cfg: ModelCfg, text_encoder: str | None, texts: list[str], out: P
     if text_encoder:
         folder = minilm_path() if text_encoder == "minilm" else Path(text_encoder)
         cfg.text.source, cfg.text.path, cfg.text.tokenizer = "local", str(folder), str(folder)
-        cfg.text.max_length = min(cfg.text.max_length, 256 if text_encoder == "minilm" else 512)
-        return load_tokenizer(folder), load_pretrained_text(cfg.text)
+        model = load_pretrained_text(cfg.text)
+        limit = min(256 if text_encoder == "minilm" else 512,
+                    model.config.max_position_embeddings)
+        cfg.text.max_length = min(cfg.text.max_length, limit)
+        return load_tokenizer(folder), model
     folder = out / "tokenizer"
     tok = load_tokenizer(folder) if (folder / "vocab.txt").exists() else train_wordpiece(
         texts, folder, vocab_size=cfg.text.bert["vocab_size"])  # a resumed run keeps its ids

@@ -126,3 +126,27 @@ def test_freeze_vision_keeps_ctvit_weights(phantoms, tmp_path):
     key = "visual_transformer.to_patch_emb.2.weight"
     assert torch.equal(trained[key], init[key])
     assert not torch.equal(trained["to_visual_latent.weight"], init["to_visual_latent.weight"])
+
+
+def test_local_hf_text_encoder_folder(phantoms, tmp_path):
+    """--text-encoder DIR: a BERT-family folder (weights + tokenizer) is loaded, not downloaded."""
+    from transformers import BertConfig, BertModel
+
+    from ctsearch.models.text import train_wordpiece
+
+    folder = tmp_path / "my-bert"
+    tok = train_wordpiece(["left pleural effusion", "no nodule", "cardiomegaly"], folder, 200)
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
+                                num_attention_heads=2, intermediate_size=64,
+                                max_position_embeddings=128))
+    bert.save_pretrained(folder)
+    tc = _cfg(1)
+    tc.lr = 0.0  # no update: the trained text tower must equal the folder's weights
+    tc.text_lr = 0.0
+    train(phantoms, tmp_path / "run", "tiny", text_encoder=str(folder), tc=tc,
+          cache=tmp_path / "cache", workers=1)
+    model = load_checkpoint(tmp_path / "run/model.pt")
+    assert model.cfg.text.source == "local" and model.cfg.text.path == str(folder)
+    key = "embeddings.word_embeddings.weight"
+    assert torch.equal(model.text_transformer.state_dict()[key], bert.state_dict()[key])
