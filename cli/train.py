@@ -22,6 +22,7 @@ def train_cmd(
     text_field: str = typer.Option("findings", help="findings (official) | impressions | both."),
     max_length: int = typer.Option(None, help="Tokens per report (default: the preset's)."),
     freeze_vision: bool = typer.Option(False, help="Keep the CT-ViT fixed; train the rest."),
+    augment: int = typer.Option(0, help="Random shift up to N voxels per axis + noise (0 = off)."),
     resume: bool = typer.Option(False, help="Continue from RUN/checkpoints/last.pt."),
     cache: Path = typer.Option(None, help="Preprocessing cache [default: $CTSEARCH_HOME]."),
     workers: int = typer.Option(2, help="Preprocessing workers."),
@@ -36,7 +37,7 @@ def train_cmd(
         if value is not None:
             setattr(tc, name, value)
     tc.seed, tc.text_field, tc.max_length = seed, text_field, max_length
-    tc.freeze_vision = freeze_vision
+    tc.freeze_vision, tc.augment = freeze_vision, augment
     try:
         with progress_bar("train", unit="step") as update:
             m = train(data, out, preset, text_encoder, tc, resume, cache, workers,

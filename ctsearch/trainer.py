@@ -26,7 +26,7 @@ from .models.text import (
     tokenize,
     train_wordpiece,
 )
-from .training import Batches, TrainCfg, _device, _dist_env, report_text, split_rows
+from .training import Batches, TrainCfg, _device, _dist_env, augment, report_text, split_rows
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, float], None]
@@ -117,7 +117,8 @@ def _load_state(path: Path, model, opt, sched) -> tuple[int, int]:
 
 
 def _step(model, batch, opt, sched, tc: TrainCfg, device) -> float:
-    ids, mask, x = (t.to(device) for t in batch)
+    ids, mask, x = batch
+    ids, mask, x = ids.to(device), mask.to(device), augment(x, tc.augment).to(device)
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     with amp:
         core = getattr(model, "module", model)

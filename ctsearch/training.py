@@ -33,6 +33,7 @@ class TrainCfg:
     text_field: str = "findings"  # official v2: Findings_EN; "impressions" | "both" also
     max_length: int | None = None  # tokens per text (None = the model preset's)
     freeze_vision: bool = False   # train only the projections and the text tower
+    augment: int = 0              # max random shift (voxels) per axis + light noise; 0 = off
 
     @classmethod
     def for_preset(cls, preset: str) -> TrainCfg:
@@ -94,6 +95,19 @@ class Batches:
         order = order[self.rank::self.world]
         for start in range(skip * batch_size, len(order) - batch_size + 1, batch_size):
             yield self.batch(order[start:start + batch_size])
+
+
+def augment(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """Random shift (up to `shift` voxels per axis, padded with -1) and noise, per volume."""
+    if not shift:
+        return x
+    out = torch.full_like(x, -1.0)
+    for b in range(x.shape[0]):
+        d = torch.randint(-shift, shift + 1, (3,)).tolist()
+        src = tuple(slice(max(0, -s), n - max(0, s)) for s, n in zip(d, x.shape[2:], strict=True))
+        dst = tuple(slice(max(0, s), n - max(0, -s)) for s, n in zip(d, x.shape[2:], strict=True))
+        out[(b, slice(None), *dst)] = x[(b, slice(None), *src)]
+    return out + 0.02 * torch.randn_like(out)
 
 
 def _dist_env() -> tuple[int, int]:

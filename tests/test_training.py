@@ -150,3 +150,17 @@ def test_local_hf_text_encoder_folder(phantoms, tmp_path):
     assert model.cfg.text.source == "local" and model.cfg.text.path == str(folder)
     key = "embeddings.word_embeddings.weight"
     assert torch.equal(model.text_transformer.state_dict()[key], bert.state_dict()[key])
+
+
+def test_augment_shifts_with_padding():
+    from ctsearch.training import augment
+
+    x = torch.arange(2 * 6 * 8 * 8, dtype=torch.float32).reshape(2, 1, 6, 8, 8)
+    torch.manual_seed(3)
+    y = augment(x, 2)
+    assert y.shape == x.shape and torch.equal(augment(x, 0), x)
+    torch.manual_seed(3)
+    d = torch.randint(-2, 3, (3,)).tolist()  # the first volume's shift
+    src = tuple(slice(max(0, -s), n - max(0, s)) for s, n in zip(d, (6, 8, 8), strict=True))
+    dst = tuple(slice(max(0, s), n - max(0, -s)) for s, n in zip(d, (6, 8, 8), strict=True))
+    assert (y[(0, 0, *dst)] - x[(0, 0, *src)]).abs().max() < 0.2  # shifted content + light noise
