@@ -50,3 +50,18 @@ def encoder_bench_cmd(
     print_table(f"encoder, batch {batch}, {report['threads']} threads",
                 ["preset/method", "s/batch", "vol/s", "peak RSS MB", "speedup", "max|diff|"], rows)
     console.print(f"JSON: {out / 'encoder.json'}")
+
+
+@app.command("probe")
+def probe_cmd(
+    cache: Path = typer.Option(..., exists=True, help="Preprocessing cache (ctsearch preprocess)."),
+    out: Path = typer.Option(Path("bench-out"), help="Results folder (JSON written here)."),
+) -> None:
+    """Label AUROC of a trivial-feature ridge probe: the floor a learned encoder must beat."""
+    from ctsearch.bench.probe import run_probe
+
+    report = run_probe(cache, out)
+    rows = [[p, r["positives"], f"{r['auroc']:.2f}"] for p, r in report["labels"].items()]
+    print_table(f"probe (train {report['n_train']}, valid {report['n_valid']})",
+                ["label", "valid positives", "AUROC"], rows)
+    console.print(f"JSON: {out / 'probe.json'}")
