@@ -23,6 +23,8 @@ def train_cmd(
     max_length: int = typer.Option(None, help="Tokens per report (default: the preset's)."),
     freeze_vision: bool = typer.Option(False, help="Keep the CT-ViT fixed; train the rest."),
     augment: int = typer.Option(0, help="Random shift up to N voxels per axis + noise (0 = off)."),
+    codebook_init: bool = typer.Option(None, help="k-means the VQ codebook on data first."),
+    codebook_ema: bool = typer.Option(None, help="EMA codebook updates (default: preset's)."),
     resume: bool = typer.Option(False, help="Continue from RUN/checkpoints/last.pt."),
     cache: Path = typer.Option(None, help="Preprocessing cache [default: $CTSEARCH_HOME]."),
     workers: int = typer.Option(2, help="Preprocessing workers."),
@@ -38,6 +40,9 @@ def train_cmd(
             setattr(tc, name, value)
     tc.seed, tc.text_field, tc.max_length = seed, text_field, max_length
     tc.freeze_vision, tc.augment = freeze_vision, augment
+    for name, value in (("codebook_init", codebook_init), ("codebook_ema", codebook_ema)):
+        if value is not None:
+            setattr(tc, name, value)
     try:
         with progress_bar("train", unit="step") as update:
             m = train(data, out, preset, text_encoder, tc, resume, cache, workers,

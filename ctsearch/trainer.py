@@ -150,6 +150,9 @@ def train(data: str | Path, out: str | Path, preset: str = "tiny", text_encoder:
     core = getattr(model, "module", model)
     core.visual_transformer.vq.ema_update = tc.codebook_ema
     core.visual_transformer.requires_grad_(not tc.freeze_vision)
+    if tc.codebook_init and not (resume and (out / "checkpoints" / "last.pt").exists()):
+        _init_codebook(getattr(model, "module", model), tr_rows_files(train_rows, files), device)
+
     def tokens(rows):
         return _tokens(tok, [r for r in rows if r["volume"] in files], cfg.text.max_length,
                        tc.text_field)
@@ -157,6 +160,24 @@ def train(data: str | Path, out: str | Path, preset: str = "tiny", text_encoder:
     tr = Batches(train_rows, files, tokens(train_rows), rank, world)
     va = Batches(val_rows, files, tokens(val_rows))
     return _loop(model, cfg, tc, tr, va, out, device, resume, progress, rank)
+
+
+def tr_rows_files(rows: list[dict], files: dict, n: int = 64) -> list[str]:
+    return [files[r["volume"]] for r in rows if r["volume"] in files][:n]
+
+
+@torch.no_grad()
+def _init_codebook(model: CTCLIP, paths: list[str], device, batch: int = 16) -> None:
+    """Data-initialised codebook from the encoder tokens of up to 64 training volumes."""
+    import numpy as np
+
+    vt, toks = model.visual_transformer, []
+    for i in range(0, len(paths), batch):
+        x = torch.stack([torch.from_numpy(np.load(p).astype(np.float32)) for p in
+                         paths[i:i + batch]])[:, None]
+        toks.append(vt.encode(x.to(device)).flatten(0, 3).cpu())
+    vt.vq.init_from(torch.cat(toks))
+    log.info("codebook initialised from %d tokens", sum(t.shape[0] for t in toks))
 
 
 def _build(cfg: ModelCfg, pretrained, device, world: int):

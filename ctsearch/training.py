@@ -34,12 +34,13 @@ class TrainCfg:
     max_length: int | None = None  # tokens per text (None = the model preset's)
     freeze_vision: bool = False   # train only the projections and the text tower
     augment: int = 0              # max random shift (voxels) per axis + light noise; 0 = off
+    codebook_init: bool = True    # k-means the VQ codebook on encoder tokens before training
 
     @classmethod
     def for_preset(cls, preset: str) -> TrainCfg:
         if preset == "paper":  # official: Adam lr 1.25e-6, no weight decay, clip 0.5, batch 8
             return cls(epochs=1, batch_size=8, lr=1.25e-6, text_lr=None, weight_decay=0.0,
-                       grad_clip=0.5, warmup_steps=0, codebook_ema=True)
+                       grad_clip=0.5, warmup_steps=0, codebook_ema=True, codebook_init=False)
         return cls()
 
 

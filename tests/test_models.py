@@ -166,3 +166,16 @@ def test_official_config_validates():
     with pytest.raises(ValueError, match="unsupported CTViT arguments"):
         official_config(ctvit={"bogus": 1})
     assert official_config().dim_image == 294912
+
+
+def test_codebook_kmeans_init_finds_clusters():
+    from ctsearch.models.ctvit import VectorQuantize
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.nn.functional.normalize(torch.randn(4, 16, generator=g), dim=-1)
+    tokens = centres.repeat(50, 1) + 0.01 * torch.randn(200, 16, generator=g)
+    vq = VectorQuantize(16, 8)
+    vq.init_from(tokens, iters=20)
+    sim = torch.nn.functional.normalize(vq.embed, dim=-1) @ centres.t()
+    assert (sim.max(dim=0).values > 0.99).all()  # every true centre has a code next to it
+    assert torch.allclose(vq.embed.norm(dim=-1), torch.ones(8), atol=1e-5)

@@ -162,6 +162,18 @@ class Codebook(nn.Module):
         self.register_buffer("embed", F.normalize(torch.randn(1, size, dim), dim=-1))
 
 
+def _farthest_points(x: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    """k rows of unit vectors `x`, each the least similar to those already chosen."""
+    gen = torch.Generator().manual_seed(seed)
+    chosen = [int(torch.randint(0, x.shape[0], (1,), generator=gen))]
+    best = x @ x[chosen[0]]
+    for _ in range(1, k):
+        nxt = int(best.argmin())
+        chosen.append(nxt)
+        best = torch.maximum(best, x @ x[nxt])
+    return x[chosen].clone()
+
+
 class VectorQuantize(nn.Module):
     """Nearest codebook row by cosine similarity; outputs the row as stored."""
 
@@ -186,6 +198,24 @@ class VectorQuantize(nn.Module):
                 self._ema_update(x, idx)
             q = x + (q - x).detach()  # straight-through
         return q, idx
+
+    @torch.no_grad()
+    def init_from(self, tokens: torch.Tensor, iters: int = 10, seed: int = 0) -> None:
+        """Spherical k-means of sample tokens (N, dim) into the codebook (vector-quantize's
+        `kmeans_init`, which the official training left off because it started from a trained
+        CT-ViT); rows keep unit norm."""
+        x = F.normalize(tokens.reshape(-1, tokens.shape[-1]).float(), dim=-1)
+        size = self._codebook.embed.shape[1]
+        centres = _farthest_points(x, size, seed)
+        for _ in range(iters):
+            assign = (x @ centres.t()).argmax(dim=1)
+            sums = torch.zeros_like(centres).index_add_(0, assign, x)
+            counts = torch.bincount(assign, minlength=size)
+            used = counts > 0
+            centres[used] = F.normalize(sums[used], dim=-1)
+            worst = (x @ centres.t()).max(dim=1).values.argsort()[: int((~used).sum())]
+            centres[~used] = x[worst]  # empty codes restart at the worst-fitted tokens
+        self._codebook.embed[0] = centres.to(self._codebook.embed.dtype)
 
     @torch.no_grad()
     def _ema_update(self, x: torch.Tensor, idx: torch.Tensor) -> None:
