@@ -7,6 +7,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,9 +82,14 @@ def measure(preset: str, method: str, batch: int, repeats: int) -> dict:
         for _ in range(repeats):
             fn(x)
         seconds = (time.perf_counter() - start) / repeats
-    torch.save(out, f"/tmp/ctsearch_bench_{preset}_{method}.pt")
+    torch.save(out, _tokens_file(preset, method))
     return {"seconds_per_batch": seconds, "volumes_per_s": batch / seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _tokens_file(preset: str, method: str) -> Path:
+    """Where a subprocess leaves its pre-VQ token grid for the agreement check."""
+    return Path(tempfile.gettempdir()) / f"ctsearch_bench_{preset}_{method}.pt"
 
 
 def _subprocess(preset: str, method: str, batch: int, repeats: int) -> dict:
@@ -103,8 +109,7 @@ def run_encoder_bench(out: str | Path, presets=("tiny", "paper"), batch: int = 1
     for preset in presets:
         for method in ("ctsearch", "official_naive"):
             rows[f"{preset}/{method}"] = _subprocess(preset, method, batch, repeats)
-        a, b = (torch.load(f"/tmp/ctsearch_bench_{preset}_{m}.pt")
-                for m in ("ctsearch", "official_naive"))
+        a, b = (torch.load(_tokens_file(preset, m)) for m in ("ctsearch", "official_naive"))
         rows[f"{preset}/ratio"] = {
             "speedup": rows[f"{preset}/official_naive"]["seconds_per_batch"]
             / rows[f"{preset}/ctsearch"]["seconds_per_batch"],
