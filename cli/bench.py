@@ -65,3 +65,48 @@ def probe_cmd(
     print_table(f"probe (train {report['n_train']}, valid {report['n_valid']})",
                 ["label", "valid positives", "AUROC"], rows)
     console.print(f"JSON: {out / 'probe.json'}")
+
+
+@app.command("search")
+def search_bench_cmd(
+    out: Path = typer.Option(Path("bench-out"), help="Results folder (JSON written here)."),
+    sizes: str = typer.Option("50000,1000000", help="Comma-separated index sizes."),
+    dim: int = typer.Option(512, help="Vector width."),
+    queries: int = typer.Option(200, help="Queries per measurement."),
+    backends: str = typer.Option(None, help="Comma-separated subset (default: all installed)."),
+) -> None:
+    """Vector backends on clustered vectors: build, latency, QPS, recall@10 vs exact, floor."""
+    from ctsearch.bench.search import run_search_bench
+
+    with progress_bar("bench search", unit="step") as update:
+        report = run_search_bench(sizes=tuple(int(s) for s in sizes.split(",")), dim=dim,
+                                  queries=queries, out=out,
+                                  backends=tuple(backends.split(",")) if backends else None,
+                                  progress=update)
+    rows = report["rows"]
+    keys = [k for k in rows[0] if k not in ("dim",)] if rows else []
+    print_table(f"vector search, dim {dim}", keys, [[_fmt(r.get(k)) for k in keys] for r in rows])
+    console.print(f"JSON: {out / 'search.json'}")
+
+
+@app.command("query")
+def query_bench_cmd(
+    out: Path = typer.Option(Path("bench-out"), help="Results folder (JSON written here)."),
+    n: int = typer.Option(50_000, help="Volumes in the index."),
+    texts: str = typer.Option("tiny,paper", help="Text towers: tiny, paper."),
+    backend: str = typer.Option("exact", help="Vector backend of the index."),
+    repeats: int = typer.Option(50, help="Timed queries per measurement."),
+) -> None:
+    """End-to-end `query --report` latency (text encode + search + metadata join)."""
+    from ctsearch.bench.query import run_query_bench
+
+    report = run_query_bench(out, n, tuple(texts.split(",")), backend, repeats)
+    rows = [[t, stage, v["p50_ms"], v["p95_ms"]] for t, r in report["results"].items()
+            for stage, v in r.items()]
+    print_table(f"query latency, N = {n}, {backend}", ["text tower", "stage", "p50 ms", "p95 ms"],
+                rows)
+    console.print(f"JSON: {out / 'query.json'}")
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -15,12 +15,14 @@ def demo_cmd(
     n: int = typer.Option(120, help="Number of phantom volumes."),
     epochs: int = typer.Option(6, help="Training epochs of the tiny model (0 = skip)."),
     workers: int = typer.Option(2, help="Parallel worker processes."),
+    home: Path = typer.Option(None, help="Index home [default: $CTSEARCH_HOME or "
+                              "./ctsearch-home]."),
 ) -> None:
-    """Phantom CT-RATE set -> preprocess -> train tiny CT-CLIP; prints summary and paths."""
+    """Phantom CT-RATE set -> preprocess -> train tiny CT-CLIP -> index `demo` -> queries."""
     from ctsearch.demo import run_demo
 
     with ExitStack() as stack:
-        summary = run_demo(out, n_volumes=n, epochs=epochs, workers=workers,
+        summary = run_demo(out, n_volumes=n, epochs=epochs, workers=workers, home=home,
                            progress_for=lambda stage: stack.enter_context(progress_bar(stage)))
     rows = [["volumes", summary["volumes"]], ["splits", summary["splits"]],
             ["preprocessed", summary["preprocessed"]], ["failed", summary["failed"]],
@@ -33,6 +35,10 @@ def demo_cmd(
                     f"(n={t['n_val']})",
                     ["", "model", "random"],
                     [[k, f"{t[k]:.3f}", f"{t['random'][k]:.3f}"] for k in ("R@5", "R@10")])
+    for title, hits in summary.get("queries", []):
+        print_table(f"index demo: {title}", ["#", "volume", "score", "age", "sex", "findings"],
+                    [[h["rank"], h["volume"], f"{h['score']:.3f}", h["age"], h["sex"],
+                      ", ".join(h["findings"]) or "-"] for h in hits])
     labels = sorted(summary["positives"].items(), key=lambda kv: -kv[1])
     print_table("positive volumes per label", ["label", "volumes"], labels)
     for name, path in summary["paths"].items():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from . import bench, data, demo
+from . import bench, data, demo, index
 from .preprocess import preprocess_cmd
+from .query import query_cmd
 from .train import train_cmd
 from .ui import setup_logging
 
@@ -13,9 +14,11 @@ app = typer.Typer(help="ctsearch: retrieval and embedding search for 3D chest CT
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(data.app, name="data")
 app.add_typer(bench.app, name="bench")
+app.add_typer(index.app, name="index")
 app.command("preprocess")(preprocess_cmd)
 app.command("demo")(demo.demo_cmd)
 app.command("train")(train_cmd)
+app.command("query")(query_cmd)
 
 
 @app.callback()

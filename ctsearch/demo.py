@@ -1,4 +1,4 @@
-"""The end-to-end demo on the embedded phantom dataset: synth -> preprocess -> summary."""
+"""The end-to-end demo on the embedded phantom dataset: synth, preprocess, train, index, query."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ def run_demo(
     epochs: int = 6,
     workers: int = 2,
     seed: int = 0,
+    home: str | Path | None = None,
     progress_for: Callable[[str], Callable] | None = None,
 ) -> dict:
-    """Phantom CT-RATE set -> preprocess (tiny preset) -> train tiny CT-CLIP -> summary."""
+    """Phantom CT-RATE set -> preprocess -> train tiny CT-CLIP -> index `demo` + queries."""
     from .trainer import train
     from .training import TrainCfg
 
@@ -41,7 +42,26 @@ def run_demo(
                         progress=(lambda s, t, loss: step_bar(s, t)) if step_bar else None)
         summary["train"] = metrics["best"]
         summary["paths"]["model"] = str(out / "run" / "model_best.pt")
+        summary.update(_index_and_query(out, home, workers, bar))
     return summary
+
+
+def _index_and_query(out: Path, home: str | Path | None, workers: int, bar) -> dict:
+    """Build the index `demo` from the demo data + model, then run a few example queries."""
+    from .search import Searcher, build_index
+
+    info = build_index(out / "ctrate", out / "run" / "model_best.pt", "demo", home=home,
+                       text_field="impressions", workers=workers, progress_for=bar)
+    searcher = Searcher("demo", home)
+    first_valid = next(r["volume"] for r in searcher.rows if r["split"] == "valid")
+    queries = [
+        ("report 'pleural effusion'", {"report": "Pleural effusion."}),
+        (f"like {first_valid}", {"like": first_valid}),
+        ("report 'cardiomegaly', valid split, age > 50",
+         {"report": "Cardiomegaly.", "split": "valid", "where": "age > 50"}),
+    ]
+    return {"index": {k: info[k] for k in ("name", "counts", "build_seconds", "backend")},
+            "queries": [(title, searcher.query(k=5, **kw)) for title, kw in queries]}
 
 
 def _demo_text() -> str | None:

@@ -150,6 +150,7 @@ def train(data: str | Path, out: str | Path, preset: str = "tiny", text_encoder:
     core = getattr(model, "module", model)
     core.visual_transformer.vq.ema_update = tc.codebook_ema
     core.visual_transformer.requires_grad_(not tc.freeze_vision)
+    core.text_transformer.requires_grad_(not tc.freeze_text)
     if tc.codebook_init and not (resume and (out / "checkpoints" / "last.pt").exists()):
         _init_codebook(getattr(model, "module", model), tr_rows_files(train_rows, files), device)
 

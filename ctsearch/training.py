@@ -33,6 +33,7 @@ class TrainCfg:
     text_field: str = "findings"  # official v2: Findings_EN; "impressions" | "both" also
     max_length: int | None = None  # tokens per text (None = the model preset's)
     freeze_vision: bool = False   # train only the projections and the text tower
+    freeze_text: bool = False     # keep a pretrained text tower fixed (projection still trains)
     augment: int = 0              # max random shift (voxels) per axis + light noise; 0 = off
     codebook_init: bool = True    # k-means the VQ codebook on encoder tokens before training
 

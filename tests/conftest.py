@@ -110,3 +110,37 @@ def mini_tree(tmp_path: Path) -> dict:
         _write_csv(ds / "radiology_text_reports" / f"{fname}_reports.csv", list(REPORT_COLUMNS),
                    reports[split])
     return {"root": tmp_path, "hu": hu, "spacing_xyz": sp, "names": list(cases)}
+
+
+def tiny_checkpoint(folder: Path, texts: list[str], seed: int = 0) -> Path:
+    """A tiny-preset CT-CLIP with seeded random weights + a WordPiece tokenizer beside it."""
+    import torch
+
+    from ctsearch.models import CTCLIP, model_preset, save_checkpoint
+    from ctsearch.models.text import train_wordpiece
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = train_wordpiece(texts, folder / "tokenizer", vocab_size=300)
+    cfg = model_preset("tiny")
+    cfg.text.bert["vocab_size"] = len(tok)
+    cfg.text.tokenizer, cfg.text.max_length = "tokenizer", 64
+    torch.manual_seed(seed)
+    return save_checkpoint(CTCLIP(cfg).eval(), folder / f"model-{seed}.pt")
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> dict:
+    """10 phantoms, two tiny random-weight checkpoints, and the index `base` built from them."""
+    from ctsearch.data import read_any
+    from ctsearch.data.phantom import synth
+    from ctsearch.search import build_index
+    from ctsearch.training import report_text
+
+    root = tmp_path_factory.mktemp("search")
+    synth(root / "data", n_volumes=10, seed=7, workers=1)
+    texts = [report_text(r) for r in read_any(root / "data").to_pylist()]
+    ckpt = tiny_checkpoint(root / "model0", texts)
+    other = tiny_checkpoint(root / "model1", texts, seed=1)
+    info = build_index(root / "data", ckpt, "base", home=root / "home", workers=1)
+    return {"root": root, "data": root / "data", "ckpt": ckpt, "other": other,
+            "home": root / "home", "info": info}

@@ -1,0 +1,96 @@
+"""`ctsearch index build | merge | info`: build and inspect index folders."""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+
+import typer
+
+from .ui import console, fail, print_table, progress_bar
+
+app = typer.Typer(help="Build, merge and inspect index folders.", no_args_is_help=True)
+ERRORS = (ValueError, FileNotFoundError, ImportError, OSError)
+
+
+def _options(qdrant_url: str | None, shard_number: int | None,
+             replication_factor: int | None) -> dict:
+    opts = {"url": qdrant_url, "shard_number": shard_number,
+            "replication_factor": replication_factor}
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+@app.command("build")
+def build_cmd(
+    data: Path = typer.Option(..., exists=True, help="CT-RATE root or a folder of NIfTI/DICOM."),
+    model: Path = typer.Option(..., exists=True, help="Checkpoint (official or ctsearch)."),
+    name: str = typer.Option(..., help="Index name (folder HOME/indexes/NAME)."),
+    backend: str = typer.Option("exact", help="exact | faiss[:hnsw|:ivf|:flat] | qdrant."),
+    qdrant_url: str = typer.Option(None, help="Qdrant server URL (qdrant backend)."),
+    shard_number: int = typer.Option(None, help="Qdrant collection shard_number."),
+    replication_factor: int = typer.Option(None, help="Qdrant collection replication_factor."),
+    home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
+    tokenizer: Path = typer.Option(None, help="Tokenizer folder (official checkpoints)."),
+    text_field: str = typer.Option("findings", help="Report text to embed: findings | "
+                                   "impressions | both."),
+    rebuild: bool = typer.Option(False, help="Encode everything again."),
+    shard: str = typer.Option(None, help="Encode slice i/n only (or 'auto' under torchrun)."),
+    batch_size: int = typer.Option(4, help="Volumes per encoder batch."),
+    workers: int = typer.Option(2, help="Preprocessing workers."),
+) -> None:
+    """Preprocess what is missing, encode volumes + reports, publish the index atomically."""
+    from ctsearch.search import build_index
+
+    opts = _options(qdrant_url, shard_number, replication_factor)
+    if qdrant_url and backend == "exact":
+        backend = "qdrant"
+    try:
+        with ExitStack() as stack:
+            info = build_index(data, model, name, backend, home, rebuild, shard, tokenizer,
+                               text_field, opts, batch_size, workers,
+                               progress_for=lambda s: stack.enter_context(progress_bar(s)))
+    except ERRORS as exc:
+        raise fail(str(exc), 2) from None
+    _print_info(info)
+
+
+@app.command("merge")
+def merge_cmd(
+    name: str = typer.Option(..., help="Index name whose NAME.shard-i-of-n folders to join."),
+    backend: str = typer.Option(None, help="Vector backend [default: the shards']."),
+    home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
+) -> None:
+    """Join the shards of `index build --shard i/n` into one index."""
+    from ctsearch.search import merge_shards
+
+    try:
+        info = merge_shards(name, home, backend)
+    except ERRORS as exc:
+        raise fail(str(exc), 2) from None
+    _print_info(info)
+
+
+@app.command("info")
+def info_cmd(
+    name: str = typer.Argument(..., help="Index name."),
+    home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
+) -> None:
+    """Print an index's index.json."""
+    from ctsearch.search import index_dir, read_index_json
+
+    try:
+        info = read_index_json(index_dir(name, home))
+    except ERRORS as exc:
+        raise fail(str(exc), 2) from None
+    console.print_json(json.dumps({k: v for k, v in info.items() if k != "failed"}, default=str))
+
+
+def _print_info(info: dict) -> None:
+    counts = info["counts"]
+    rows = [["volumes", counts["volumes"]], ["encoded now", counts["encoded"]],
+            ["failed", counts["failed"]], ["model", info["model"]["id"]],
+            ["dim", info["dim"]], ["backend", info["backend"].get("spec")],
+            ["seconds", info.get("build_seconds")]]
+    print_table(f"index {info['name']}" + (f" shard {info['shard']}" if info["shard"] else ""),
+                ["", "value"], rows)

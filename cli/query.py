@@ -1,0 +1,54 @@
+"""`ctsearch query`: report / NIfTI / indexed volume -> ranked volumes (table or JSON)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from .ui import console, fail, print_table
+
+
+def query_cmd(
+    index: str = typer.Option(..., help="Index name."),
+    report: str = typer.Option(None, help="Report text -> matching volumes."),
+    volume: Path = typer.Option(None, help="A NIfTI file -> similar volumes."),
+    like: str = typer.Option(None, help="A volume of the index -> similar volumes."),
+    k: int = typer.Option(10, help="Results."),
+    where: str = typer.Option(None, help="SQL predicate over the metadata columns (duckdb)."),
+    label: list[str] = typer.Option(None, help="Keep volumes positive for this finding."),
+    split: str = typer.Option(None, help="Keep one split (train | valid)."),
+    per_scan: bool = typer.Option(False, help="Best reconstruction per scan only."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+    model: Path = typer.Option(None, help="Checkpoint [default: the one the index names]."),
+    tokenizer: Path = typer.Option(None, help="Tokenizer folder (official checkpoints)."),
+    home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
+) -> None:
+    """Search an index; filters are applied before the top-k (true top-k of the filtered set)."""
+    from ctsearch.search import Searcher
+
+    try:
+        searcher = Searcher(index, home, model, tokenizer)
+        hits = searcher.query(report, volume, like, k, where, tuple(label or ()), split, per_scan)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        raise fail(str(exc), 2) from None
+    if as_json:
+        print(json.dumps(hits, default=str))
+        return
+    rows = [[h["rank"], h["volume"], f"{h['score']:.3f}", h["age"], h["sex"],
+             ", ".join(h["findings"]) or "-", _snippet(h["report"])] for h in hits]
+    print_table(_title(index, report, volume, like), ["#", "volume", "score", "age", "sex",
+                                                      "findings", "report"], rows)
+    if not hits:
+        console.print("no volume passes the filters")
+
+
+def _snippet(text: str, width: int = 70) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _title(index: str, report, volume, like) -> str:
+    what = f"report {report!r}" if report else f"volume {volume}" if volume else f"like {like}"
+    return f"{index}: {what}"

@@ -1,0 +1,129 @@
+"""`ctsearch query`: report text / NIfTI file / indexed volume -> ranked, filtered volumes."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from ..data.schema import PATHOLOGIES
+from .encoder import Encoder
+from .filters import MetaFilter, QueryError
+from .store import REPORTS, VOLUMES, check_model, column_matrix, index_dir, read_index_json
+
+log = logging.getLogger(__name__)
+RESULT_KEYS = ("rank", "volume", "score", "scan", "patient", "split", "reconstruction", "age",
+               "sex", "manufacturer", "model_name", "kernel", "findings", "report")
+
+
+class Searcher:
+    """An opened index + the model that built it; `query` answers one request."""
+
+    def __init__(self, name: str, home: str | Path | None = None, model: str | Path | None = None,
+                 tokenizer: str | Path | None = None, device: str | None = None,
+                 encoder: Encoder | None = None):
+        from ..indexes import load_index
+
+        self.name, self.folder = name, index_dir(name, home)
+        try:
+            self.info = read_index_json(self.folder)
+        except FileNotFoundError:
+            raise QueryError(f"unknown index {name!r} (no {self.folder}/index.json)") from None
+        self.encoder = encoder or Encoder.load(model or self.info["model_path"], tokenizer, device)
+        check_model(self.info, self.encoder.fingerprint(), name)
+        self._load_tables()
+        self.index = load_index(self.folder / "vectors" / "volumes")
+        self.filter = MetaFilter(self.meta)
+
+    def _load_tables(self) -> None:
+        table = pq.read_table(self.folder / VOLUMES)
+        self.meta = table.drop_columns(["embedding"])
+        self.vectors = column_matrix(table, "embedding")
+        self.rows = self.meta.to_pylist()
+        self.row_of_id = {r["id"]: i for i, r in enumerate(self.rows)}
+        self.row_of_volume = {r["volume"]: i for i, r in enumerate(self.rows)}
+        reports = pq.read_table(self.folder / REPORTS, columns=["volume", "text"])
+        self.report = dict(zip(*(reports.column(c).to_pylist() for c in ("volume", "text")),
+                               strict=True))
+        self.recons = max(Counter(r["scan"] for r in self.rows).values(), default=1)
+
+    def query_vector(self, report: str | None = None, volume: str | Path | None = None,
+                     like: str | None = None) -> np.ndarray:
+        """The (dim,) query embedding of exactly one of report / volume file / indexed volume."""
+        if sum(v is not None for v in (report, volume, like)) != 1:
+            raise QueryError("give exactly one of --report, --volume, --like")
+        if report is not None:
+            if not report.strip():
+                raise QueryError("--report is empty")
+            return self.encoder.encode_text([report])[0]
+        if like is not None:
+            return self.vectors[self._row(like)]
+        return self._encode_file(Path(volume))
+
+    def _row(self, volume: str) -> int:
+        row = self.row_of_volume.get(volume)
+        if row is None:
+            raise QueryError(f"--like {volume!r}: not a volume of index {self.name!r}")
+        return row
+
+    def _encode_file(self, path: Path) -> np.ndarray:
+        from ..data.preprocess import PreprocessCfg, preprocess
+        from ..data.volume import VolumeError, read_volume
+
+        cfg = PreprocessCfg.from_dict(self.info["preprocess"])
+        known = self.rows[self.row_of_volume[path.name]] if path.name in self.row_of_volume else {}
+        spacing = tuple(known["spacing"]) if known.get("spacing") else None
+        try:  # a CT-RATE file of the index: its metadata rescale/spacing, as when it was indexed
+            vol = read_volume(path, known.get("slope"), known.get("intercept"), None, spacing)
+            x = preprocess(vol.stored, vol.spacing, cfg, cfg.cache_dtype, vol.slope, vol.offset)
+        except (VolumeError, ValueError, FileNotFoundError) as exc:
+            raise QueryError(f"--volume {path}: {exc}") from None
+        # the same float16 rounding as the indexed volumes' cache, so a file finds itself
+        x = torch.from_numpy(np.asarray(x, np.float32))[None, None]
+        latent, _ = self.encoder.encode_volumes(x)
+        return latent[0]
+
+    def query(self, report: str | None = None, volume: str | Path | None = None,
+              like: str | None = None, k: int = 10, where: str | None = None,
+              labels: tuple[str, ...] = (), split: str | None = None,
+              per_scan: bool = False) -> list[dict]:
+        """Top-k volumes (true top-k of the filtered set), best first, with their metadata."""
+        if k < 1:
+            raise QueryError(f"--k {k}: must be at least 1")
+        q = self.query_vector(report, volume, like)
+        allow = self.filter.allowed(where, tuple(labels), split)
+        skip = self.rows[self._row(like)]["id"] if like is not None else None
+        if allow is not None and skip is not None:
+            allow = allow[allow != skip]
+        fetch = k * (self.recons if per_scan else 1) + (1 if skip is not None else 0)
+        scores, ids = self.index.search(q[None].astype(np.float32), fetch, allow)
+        hits = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True)
+                if i >= 0 and i != skip]
+        return [self._result(n + 1, s, i) for n, (s, i) in enumerate(_collapse(
+            hits, self.rows, self.row_of_id, per_scan)[:k])]
+
+    def _result(self, rank: int, score: float, id_: int) -> dict:
+        row = self.rows[self.row_of_id[id_]]
+        out = {"rank": rank, "score": round(score, 6),
+               **{c: row.get(c) for c in RESULT_KEYS[3:-2]}, "volume": row["volume"]}
+        out["findings"] = [p for p in PATHOLOGIES if row.get(p) == 1]
+        out["report"] = self.report.get(row["volume"], "")
+        return {key: out[key] for key in RESULT_KEYS}
+
+
+def _collapse(hits: list[tuple[float, int]], rows: list[dict], row_of_id: dict,
+              per_scan: bool) -> list[tuple[float, int]]:
+    """Keep the best reconstruction of each scan (hits are sorted best first)."""
+    if not per_scan:
+        return hits
+    seen, out = set(), []
+    for score, id_ in hits:
+        scan = rows[row_of_id[id_]]["scan"]
+        if scan not in seen:
+            seen.add(scan)
+            out.append((score, id_))
+    return out

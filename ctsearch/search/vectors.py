@@ -1,0 +1,110 @@
+"""The vector indexes of an index folder (volumes, reports), built fresh or updated in place."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .store import column_matrix
+
+log = logging.getLogger(__name__)
+PAYLOAD_FIELDS = ("split", "sex", "age", "manufacturer", "scan")
+
+
+def payloads(volumes: pa.Table) -> list[dict]:
+    """Per-volume payload for backends with native filters (qdrant): metadata + positive labels."""
+    from ..data.schema import PATHOLOGIES
+
+    cols = [c for c in (*PAYLOAD_FIELDS, *PATHOLOGIES) if c in volumes.column_names]
+    return [{k: v for k, v in row.items() if v is not None}
+            for row in volumes.select(cols).to_pylist()]
+
+
+def build_vectors(tmp: Path, prev: Path | None, spec: str, options: dict, volumes: pa.Table,
+                  reports: pa.Table) -> dict:
+    """Write `vectors/volumes` and `vectors/reports` into `tmp`; returns the backend record."""
+    out = {"spec": spec, "options": _plain(options)}
+    for sub, table, pay in (("volumes", volumes, payloads(volumes)), ("reports", reports, None)):
+        t0 = time.perf_counter()
+        index = _update(tmp, prev, sub, spec, options, table, pay)
+        out[sub] = {"kind": index.kind, "params": index.params(), "count": len(index),
+                    "seconds": round(time.perf_counter() - t0, 3)}
+    return out
+
+
+def _plain(options: dict) -> dict:
+    return json.loads(json.dumps(options, default=str))
+
+
+def _open(spec: str, dim: int, n: int, options: dict, sub: str, tmp: Path):
+    from ..indexes import open_index
+
+    opts = dict(options)
+    if opts.get("url"):  # a server collection per build; the old one goes with the old folder
+        opts.setdefault("collection", f"ctsearch-{tmp.name.strip('.')}-{sub}")
+    return open_index(spec, dim, n_hint=n, **opts)
+
+
+def _same_backend(prev: Path, spec: str, options: dict) -> bool:
+    try:
+        backend = json.loads((prev / "index.json").read_text())["backend"]
+    except (OSError, KeyError, ValueError):
+        return False
+    return backend.get("spec") == spec and backend.get("options") == _plain(options) and not (
+        options.get("url"))
+
+
+def _update(tmp: Path, prev: Path | None, sub: str, spec: str, options: dict, table: pa.Table,
+            pay: list[dict] | None):
+    """Copy + edit the previous index when compatible (remove gone/changed, add new), else build."""
+    from ..indexes import load_index
+
+    ids = table.column("id").to_numpy()
+    vectors = column_matrix(table, "embedding") if table.num_rows else np.zeros((0, 1), np.float32)
+    folder = tmp / "vectors" / sub
+    reuse = prev is not None and _same_backend(prev, spec, options)
+    if reuse and (prev / "vectors" / sub).is_dir():
+        shutil.copytree(prev / "vectors" / sub, folder)
+        index = load_index(folder)
+        old = _old_vectors(prev, sub)
+        stale, fresh = _diff(old, ids, vectors)
+        index.remove(stale)
+        _add(index, ids[fresh], vectors[fresh], [pay[i] for i in fresh] if pay else None)
+        log.info("%s index: %d removed, %d added", sub, len(stale), len(fresh))
+    else:
+        index = _open(spec, vectors.shape[1], len(ids), options, sub, tmp)
+        _add(index, ids, vectors, pay)
+    index.save(folder)
+    return index
+
+
+def _add(index, ids: np.ndarray, vectors: np.ndarray, pay: list[dict] | None) -> None:
+    if len(ids):
+        if pay is not None and index.kind.startswith("qdrant"):
+            index.add(ids, vectors, payloads=pay)
+        else:
+            index.add(ids, vectors)
+
+
+def _old_vectors(prev: Path, sub: str) -> dict[int, np.ndarray]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(prev / "embeddings" / f"{sub}.parquet", columns=["id", "embedding"])
+    return dict(zip(table.column("id").to_pylist(), column_matrix(table, "embedding"),
+                    strict=True))
+
+
+def _diff(old: dict, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """(ids to remove: gone or changed, row numbers to add: new or changed)."""
+    current = set(ids.tolist())
+    fresh = [i for i, v in enumerate(ids.tolist())
+             if v not in old or not np.array_equal(old[v], vectors[i])]
+    changed = {int(ids[i]) for i in fresh if int(ids[i]) in old}
+    stale = [v for v in old if v not in current or v in changed]
+    return np.asarray(stale, np.int64), fresh

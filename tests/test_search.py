@@ -1,0 +1,209 @@
+"""Index build / query on a phantom set with a tiny model: exactness, filters, incremental."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from ctsearch.search import Encoder, IndexMismatch, QueryError, Searcher, build_index
+from ctsearch.search.store import CODES, REPORTS, VOLUMES, column_matrix
+
+
+def _searcher(world, name="base", **kw) -> Searcher:
+    return Searcher(name, world["home"], **kw)
+
+
+def test_folder_layout_and_index_json(world):
+    folder, info = world["home"] / "indexes" / "base", world["info"]
+    for rel in ("index.json", "stats.json", VOLUMES, REPORTS, CODES, "tokens/codebook.npy",
+                "vectors/volumes/backend.json", "vectors/reports/backend.json"):
+        assert (folder / rel).exists(), rel
+    assert info["counts"] == {"volumes": 10, "reports": 10, "encoded": 10, "failed": 0}
+    assert info["dim"] == 128 and info["metric"] == "cosine" and info["model"]["sha256"]
+    assert {"data", "model_path", "preprocess", "backend", "ctsearch_version"} <= set(info)
+
+
+def test_embeddings_match_the_model_and_codes_restore_tokens(world):
+    folder = world["home"] / "indexes" / "base"
+    vol = pq.read_table(folder / VOLUMES)
+    emb = column_matrix(vol, "embedding")
+    assert vol.schema.field("embedding").type.list_size == 128
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    enc = Encoder.load(world["ckpt"])
+    files = {r["volume"]: r["file"] for r in pq.read_table(
+        world["home"] / "preprocessed/index.parquet").to_pylist()}
+    name = vol.column("volume")[3].as_py()
+    x = torch.from_numpy(np.load(files[name]).astype(np.float32))[None, None]
+    np.testing.assert_allclose(enc.model.encode_volume(x).detach().numpy()[0], emb[3], atol=1e-5)
+    codes = column_matrix(pq.read_table(folder / CODES), "codes")
+    assert codes.dtype == np.uint16 and codes.shape[1] == int(np.prod(enc.model.cfg.vision.grid))
+    grid = torch.from_numpy(codes[3].astype(np.int64)).reshape(1, *enc.model.cfg.vision.grid)
+    tokens = enc.model.tokens_from_codes(grid)
+    assert torch.equal(tokens, enc.model.encode_volume_tokens(x))
+
+
+def test_report_query_is_the_exact_top_k(world):
+    s = _searcher(world)
+    hits = s.query(report="pleural effusion in the right hemithorax", k=5)
+    q = s.encoder.encode_text(["pleural effusion in the right hemithorax"])[0]
+    order = np.argsort(-(s.vectors @ q), kind="stable")[:5]
+    assert [h["volume"] for h in hits] == [s.rows[i]["volume"] for i in order]
+    assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose([h["score"] for h in hits], (s.vectors @ q)[order], atol=1e-5)
+
+
+def test_like_excludes_itself_and_ranks_the_rest(world):
+    s = _searcher(world)
+    name = s.rows[0]["volume"]
+    hits = s.query(like=name, k=3)
+    assert name not in [h["volume"] for h in hits] and len(hits) == 3
+    scores = s.vectors[1:] @ s.vectors[0]
+    assert hits[0]["score"] == pytest.approx(float(scores.max()), abs=1e-5)
+
+
+@pytest.mark.parametrize("where,labels,split", [
+    ("age > 50", (), None), ("sex = 'F' AND age < 70", (), None), (None, ("cardiomegaly",), None),
+    (None, (), "valid"), ("pleural_effusion = 1 OR emphysema = 1", (), "train")])
+def test_filters_equal_brute_force(world, where, labels, split):
+    s = _searcher(world)
+    hits = s.query(report="normal chest", k=10, where=where, labels=labels, split=split)
+    keep = [i for i, r in enumerate(s.rows) if _passes(r, where, labels, split)]
+    q = s.encoder.encode_text(["normal chest"])[0]
+    expect = sorted(keep, key=lambda i: -float(s.vectors[i] @ q))[:10]
+    assert [h["volume"] for h in hits] == [s.rows[i]["volume"] for i in expect]
+
+
+def _passes(r: dict, where, labels, split) -> bool:
+    ok = {None: True, "age > 50": (r["age"] or 0) > 50,
+          "sex = 'F' AND age < 70": r["sex"] == "F" and (r["age"] or 999) < 70,
+          "pleural_effusion = 1 OR emphysema = 1":
+              r["Pleural effusion"] == 1 or r["Emphysema"] == 1}[where]
+    ok &= all(r["Cardiomegaly"] == 1 for _ in labels)
+    return ok and (split is None or r["split"] == split)
+
+
+def test_per_scan_keeps_best_reconstruction(world):
+    s = _searcher(world)
+    hits = s.query(report="consolidation", k=10, per_scan=True)
+    scans = [h["scan"] for h in hits]
+    assert len(scans) == len(set(scans)) == len({r["scan"] for r in s.rows})
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"report": "  "}, "empty"), ({"like": "nope.nii.gz"}, "nope.nii.gz"),
+    ({"report": "x", "where": "agex > 3"}, "unknown column 'agex'"),
+    ({"report": "x", "where": "age >"}, "does not parse"),
+    ({"report": "x", "labels": ("broken leg",)}, "unknown finding"),
+    ({"report": "x", "like": "a"}, "exactly one")])
+def test_query_errors(world, kw, msg):
+    with pytest.raises(QueryError, match=msg):
+        _searcher(world).query(**kw)
+
+
+def test_unknown_index_and_model_mismatch(world):
+    with pytest.raises(QueryError, match="unknown index 'nope'"):
+        _searcher(world, "nope")
+    with pytest.raises(IndexMismatch, match="built with model") as err:
+        _searcher(world, model=world["other"])
+    assert str(world["other"].name) in str(err.value)
+
+
+def test_incremental_add_remove_and_model_change(world, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(world["data"], data)
+    files = sorted(data.rglob("*.nii.gz"))
+    held = tmp_path / "held"
+    held.mkdir()
+    for f in files[:3]:
+        shutil.move(f, held / f.name)
+    home = tmp_path / "home"
+    first = build_index(data, world["ckpt"], "inc", home=home, workers=1)
+    assert first["counts"]["volumes"] == 7
+    for f in files[:3]:
+        shutil.move(held / f.name, f)
+    files[-1].unlink()
+    grown = build_index(data, world["ckpt"], "inc", home=home, workers=1)
+    assert grown["counts"]["volumes"] == 9 and grown["counts"]["encoded"] == 3
+    s = Searcher("inc", home)
+    assert files[-1].name not in s.row_of_volume and len(s.index) == 9
+    base = Searcher("base", world["home"])
+    for name, row in s.row_of_volume.items():
+        np.testing.assert_allclose(s.vectors[row], base.vectors[base.row_of_volume[name]],
+                                   atol=1e-6)
+    changed = build_index(data, world["other"], "inc", home=home, workers=1)
+    assert changed["counts"]["encoded"] == 9
+
+
+def test_shards_merge_to_the_full_index(world, tmp_path):
+    from ctsearch.search import merge_shards
+
+    home = tmp_path / "home"
+    shutil.copytree(world["home"] / "preprocessed", home / "preprocessed")
+    for i in range(2):
+        part = build_index(world["data"], world["ckpt"], "sh", home=home, shard=f"{i}/2",
+                           workers=1)
+        assert part["shard"] == [i, 2] and part["counts"]["volumes"] == 5
+    with pytest.raises(QueryError, match="unknown index 'sh'"):
+        Searcher("sh", home)
+    merged = merge_shards("sh", home)
+    assert merged["counts"]["volumes"] == 10
+    a, b = Searcher("sh", home), _searcher(world)
+    np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-6)
+
+
+def test_publish_is_atomic_under_a_kill(world, tmp_path, monkeypatch):
+    import ctsearch.search.store as store
+
+    home = tmp_path / "home"
+    shutil.copytree(world["home"], home)
+    before = (home / "indexes/base/index.json").read_text()
+    real = store.os.replace
+
+    def killed(src, dst):  # the process dies right after moving the old index aside
+        real(src, dst)
+        if ".base.old-" in str(dst):
+            raise KeyboardInterrupt("kill -9")
+
+    monkeypatch.setattr(store.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(world["data"], world["ckpt"], "base", home=home, rebuild=True, workers=1)
+    monkeypatch.setattr(store.os, "replace", real)
+    assert not (home / "indexes/base").exists()
+    s = Searcher("base", home)  # recovers the previous index
+    assert (home / "indexes/base/index.json").read_text() == before and len(s.rows) == 10
+
+
+def test_a_killed_encode_resumes_from_finished_batches(world, tmp_path, monkeypatch):
+    import ctsearch.search.parts as parts
+
+    home = tmp_path / "home"
+    real, seen = parts.encode_batch, []
+
+    def dies_on_third(rows, enc, work, number):
+        if len(seen) == 2:
+            raise KeyboardInterrupt("kill -9")
+        seen.append(number)
+        return real(rows, enc, work, number)
+
+    monkeypatch.setattr(parts, "encode_batch", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(world["data"], world["ckpt"], "resume", home=home, batch_size=2, workers=1)
+    assert not (home / "indexes/resume").exists()
+    monkeypatch.setattr(parts, "encode_batch", real)
+    info = build_index(world["data"], world["ckpt"], "resume", home=home, batch_size=2,
+                       workers=1)
+    assert info["counts"]["encoded"] == 6 and info["counts"]["volumes"] == 10
+
+
+def test_bad_volume_is_reported_and_the_rest_indexed(world, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(world["data"], data)
+    bad = sorted(data.rglob("*.nii.gz"))[0]
+    bad.write_bytes(b"not a nifti")
+    info = build_index(data, world["ckpt"], "bad", home=tmp_path / "home", workers=1)
+    assert info["counts"]["volumes"] == 9 and info["counts"]["failed"] == 1
+    assert bad.name in info["failed"][0]["volume"] or str(bad) in info["failed"][0]["error"]
