@@ -22,6 +22,8 @@ def train_cmd(
     text_field: str = typer.Option("findings", help="findings (official) | impressions | both."),
     max_length: int = typer.Option(None, help="Tokens per report (default: the preset's)."),
     freeze_vision: bool = typer.Option(False, help="Keep the CT-ViT fixed; train the rest."),
+    freeze_text: bool = typer.Option(False, help="Keep a pretrained text tower fixed (its "
+                                     "projection still trains)."),
     augment: int = typer.Option(0, help="Random shift up to N voxels per axis + noise (0 = off)."),
     codebook_init: bool = typer.Option(None, help="k-means the VQ codebook on data first."),
     codebook_ema: bool = typer.Option(None, help="EMA codebook updates (default: preset's)."),
@@ -39,7 +41,7 @@ def train_cmd(
         if value is not None:
             setattr(tc, name, value)
     tc.seed, tc.text_field, tc.max_length = seed, text_field, max_length
-    tc.freeze_vision, tc.augment = freeze_vision, augment
+    tc.freeze_vision, tc.freeze_text, tc.augment = freeze_vision, freeze_text, augment
     for name, value in (("codebook_init", codebook_init), ("codebook_ema", codebook_ema)):
         if value is not None:
             setattr(tc, name, value)

@@ -53,7 +53,8 @@ def _index_and_query(out: Path, home: str | Path | None, workers: int, bar) -> d
     info = build_index(out / "ctrate", out / "run" / "model_best.pt", "demo", home=home,
                        text_field="impressions", workers=workers, progress_for=bar)
     searcher = Searcher("demo", home)
-    first_valid = next(r["volume"] for r in searcher.rows if r["split"] == "valid")
+    valid = [r["volume"] for r in searcher.rows if r["split"] == "valid"]
+    first_valid = (valid or [searcher.rows[0]["volume"]])[0]
     queries = [
         ("report 'pleural effusion'", {"report": "Pleural effusion."}),
         (f"like {first_valid}", {"like": first_valid}),

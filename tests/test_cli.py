@@ -51,7 +51,8 @@ def test_data_cases_writes_parquet(mini_tree, tmp_path):
     assert "3 volumes" in result.output and out.exists()
 
 
-def test_synth_then_demo_end_to_end(tmp_path):
+def test_synth_then_demo_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("CTSEARCH_HOME", str(tmp_path / "home"))
     result = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "s"), "--n", "3",
                                  "--workers", "1", "--seed", "2"])
     assert result.exit_code == 0, result.output
@@ -64,6 +65,8 @@ def test_synth_then_demo_end_to_end(tmp_path):
     counts = report["counts"]  # training re-checks the cache: all skipped the second time
     assert counts["done"] + counts["skipped"] == 6 and counts["failed"] == 0
     assert "R@5" in demo.output and (tmp_path / "demo/run/model.pt").exists()
+    assert "index demo: report 'pleural effusion'" in demo.output
+    assert (tmp_path / "home/indexes/demo/index.json").exists()
 
 
 def test_preprocess_default_home(mini_tree, tmp_path, monkeypatch):

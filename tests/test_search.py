@@ -207,3 +207,26 @@ def test_bad_volume_is_reported_and_the_rest_indexed(world, tmp_path):
     info = build_index(data, world["ckpt"], "bad", home=tmp_path / "home", workers=1)
     assert info["counts"]["volumes"] == 9 and info["counts"]["failed"] == 1
     assert bad.name in info["failed"][0]["volume"] or str(bad) in info["failed"][0]["error"]
+
+
+@pytest.mark.parametrize("backend", ["faiss:hnsw", "faiss:ivf", "qdrant-edge"])
+def test_backends_answer_like_exact_and_update_incrementally(world, tmp_path, backend):
+    pytest.importorskip("qdrant_edge" if backend.startswith("qdrant") else "faiss")
+    home = tmp_path / "home"
+    shutil.copytree(world["home"] / "preprocessed", home / "preprocessed")
+    info = build_index(world["data"], world["ckpt"], "b", backend=backend, home=home, workers=1)
+    assert info["backend"]["volumes"]["count"] == 10
+    exact, other = _searcher(world), Searcher("b", home)
+    for kw in ({"report": "effusion"}, {"report": "nodule", "split": "train"},
+               {"like": exact.rows[0]["volume"], "where": "age > 30"}):
+        assert _ids(other.query(k=5, **kw)) == _ids(exact.query(k=5, **kw))
+    data = tmp_path / "data"
+    shutil.copytree(world["data"], data)
+    sorted(data.rglob("*.nii.gz"))[0].unlink()
+    del other
+    again = build_index(data, world["ckpt"], "b", backend=backend, home=home, workers=1)
+    assert again["counts"]["encoded"] == 0 and again["backend"]["volumes"]["count"] == 9
+
+
+def _ids(hits: list[dict]) -> list[str]:
+    return [h["volume"] for h in hits]

@@ -152,6 +152,27 @@ def test_local_hf_text_encoder_folder(phantoms, tmp_path):
     assert torch.equal(model.text_transformer.state_dict()[key], bert.state_dict()[key])
 
 
+def test_freeze_text_keeps_the_pretrained_tower(phantoms, tmp_path):
+    """--freeze-text: the local folder's weights come out unchanged, its projection trains."""
+    from transformers import BertConfig, BertModel
+
+    from ctsearch.models.text import train_wordpiece
+
+    folder = tmp_path / "bert"
+    tok = train_wordpiece(["left pleural effusion", "no nodule", "cardiomegaly"], folder, 200)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=64,
+                         max_position_embeddings=128)).save_pretrained(folder)
+    tc = _cfg(1)
+    tc.freeze_text = True
+    train(phantoms, tmp_path / "run", "tiny", text_encoder=str(folder), tc=tc,
+          cache=tmp_path / "cache", workers=1)
+    model, bert = load_checkpoint(tmp_path / "run/model.pt"), BertModel.from_pretrained(folder)
+    for key, value in bert.state_dict().items():
+        assert torch.equal(model.text_transformer.state_dict()[key], value), key
+
+
 def test_augment_shifts_with_padding():
     from ctsearch.training import augment
 

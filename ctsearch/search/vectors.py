@@ -18,11 +18,13 @@ PAYLOAD_FIELDS = ("split", "sex", "age", "manufacturer", "scan")
 
 
 def payloads(volumes: pa.Table) -> list[dict]:
-    """Per-volume payload for backends with native filters (qdrant): metadata + positive labels."""
+    """Per-volume payload for backends with native filters (qdrant): metadata + labels, the
+    labels under their snake_case names (`pleural_effusion`: payload keys are JSON paths)."""
     from ..data.schema import PATHOLOGIES
+    from .filters import snake
 
     cols = [c for c in (*PAYLOAD_FIELDS, *PATHOLOGIES) if c in volumes.column_names]
-    return [{k: v for k, v in row.items() if v is not None}
+    return [{snake(k) if k in PATHOLOGIES else k: v for k, v in row.items() if v is not None}
             for row in volumes.select(cols).to_pylist()]
 
 
@@ -42,12 +44,23 @@ def _plain(options: dict) -> dict:
     return json.loads(json.dumps(options, default=str))
 
 
+def _payload_schema() -> dict[str, str]:
+    """Qdrant payload indexes on the filter fields (metadata + the 18 labels)."""
+    from ..data.schema import PATHOLOGIES
+    from .filters import snake
+
+    return {"split": "keyword", "sex": "keyword", "manufacturer": "keyword", "scan": "keyword",
+            "age": "integer", **{snake(p): "integer" for p in PATHOLOGIES}}
+
+
 def _open(spec: str, dim: int, n: int, options: dict, sub: str, tmp: Path):
     from ..indexes import open_index
 
     opts = dict(options)
     if opts.get("url"):  # a server collection per build; the old one goes with the old folder
         opts.setdefault("collection", f"ctsearch-{tmp.name.strip('.')}-{sub}")
+    if spec.startswith("qdrant") and sub == "volumes":
+        opts.setdefault("payload_indexes", _payload_schema())
     return open_index(spec, dim, n_hint=n, **opts)
 
 
@@ -71,7 +84,7 @@ def _update(tmp: Path, prev: Path | None, sub: str, spec: str, options: dict, ta
     reuse = prev is not None and _same_backend(prev, spec, options)
     if reuse and (prev / "vectors" / sub).is_dir():
         shutil.copytree(prev / "vectors" / sub, folder)
-        index = load_index(folder)
+        index = load_index(folder, mmap=False)  # edited in place: no read-only mapping
         old = _old_vectors(prev, sub)
         stale, fresh = _diff(old, ids, vectors)
         index.remove(stale)
