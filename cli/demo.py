@@ -12,8 +12,8 @@ from .ui import console, print_table, progress_bar
 
 def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), help="Folder for everything the demo writes."),
-    n: int = typer.Option(120, help="Number of phantom volumes."),
-    epochs: int = typer.Option(6, help="Training epochs of the tiny model (0 = skip)."),
+    n: int = typer.Option(1000, help="Number of phantom volumes."),
+    epochs: int = typer.Option(10, help="Training epochs of the tiny model (0 = skip)."),
     workers: int = typer.Option(2, help="Parallel worker processes."),
     home: Path = typer.Option(None, help="Index home [default: $CTSEARCH_HOME or "
                               "./ctsearch-home]."),
@@ -33,8 +33,9 @@ def demo_cmd(
         t = summary["train"]
         print_table(f"tiny CT-CLIP, best epoch {t['epoch']}, validation report->volume "
                     f"(n={t['n_val']})",
-                    ["", "model", "random"],
-                    [[k, f"{t[k]:.3f}", f"{t['random'][k]:.3f}"] for k in ("R@5", "R@10")])
+                    ["", "model", "random", "p (chance)"],
+                    [[k, f"{t[k]:.3f}", f"{t['random'][k]:.3f}", _p(t[k], t["n_val"], k)]
+                     for k in ("R@5", "R@10")])
     for title, hits in summary.get("queries", []):
         print_table(f"index demo: {title}", ["#", "volume", "score", "age", "sex", "findings"],
                     [[h["rank"], h["volume"], f"{h['score']:.3f}", h["age"], h["sex"],
@@ -45,3 +46,9 @@ def demo_cmd(
         console.print(f"{name:>8}: [bold]{path}[/bold]")
     if summary["failed"]:
         raise typer.Exit(1)
+
+
+def _p(recall: float, n: int, k: str) -> str:
+    from ctsearch.metrics import recall_p_value
+
+    return f"{recall_p_value(recall, n, int(k[2:])):.1e}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from math import comb
+
 import torch
 
 
@@ -24,3 +26,12 @@ def recall_at_k(text: torch.Tensor, image: torch.Tensor, ks=(5, 10), chunk: int 
 def random_recall(n: int, ks=(5, 10)) -> dict:
     """Expected Recall@K of random scores: min(K, N) / N."""
     return {f"R@{k}": min(k, n) / n for k in ks}
+
+
+def recall_p_value(recall: float, n: int, k: int) -> float:
+    """One-sided binomial p-value of reaching `recall` at K over n queries by chance.
+
+    Under random scores each query is a hit with probability min(K, n) / n, independently.
+    """
+    p, hits = min(k, n) / n, round(recall * n)
+    return float(sum(comb(n, x) * p**x * (1 - p) ** (n - x) for x in range(hits, n + 1)))

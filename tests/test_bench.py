@@ -34,3 +34,33 @@ def test_preprocess_bench_ratios():
                                              "volumes": 2}
     assert report["ratios"] == {"ctsearch/official_naive": 0.25, "ctsearch/floor": 1.25}
     assert pytest.approx(report["ratios"]["ctsearch/floor"]) == 1.25
+
+
+def test_search_bench_rows_and_floor(tmp_path):
+    pytest.importorskip("faiss")
+    from ctsearch.bench.search import run_search_bench
+
+    report = run_search_bench(sizes=(3000,), dim=32, queries=20, out=tmp_path,
+                              backends=("exact", "faiss-ivf"))
+    rows = report["rows"]
+    assert rows[0]["backend"].startswith("floor") and (tmp_path / "search.json").exists()
+    exact = next(r for r in rows if r["backend"] == "exact")
+    assert exact["recall@10"] == 1.0 and len([r for r in rows if r["backend"] == "faiss-ivf"]) == 3
+    assert "exact_p50_over_floor_p50" in report["ratios"]["3000"]
+
+
+def test_query_bench_measures_every_stage(tmp_path):
+    from ctsearch.bench.query import run_query_bench
+
+    report = run_query_bench(tmp_path, n=300, texts=("tiny",), repeats=3)
+    stages = report["results"]["tiny"]
+    assert set(stages) == {"text_encode", "query", "query_filtered"}
+    assert all(v["p50_ms"] > 0 for v in stages.values())
+
+
+def test_recall_p_value_closed_form():
+    from ctsearch.metrics import recall_p_value
+
+    assert recall_p_value(0.0, 20, 5) == pytest.approx(1.0)
+    assert recall_p_value(1.0, 4, 1) == pytest.approx(0.25**4)
+    assert recall_p_value(0.5, 2, 1) == pytest.approx(1 - 0.5**2)
