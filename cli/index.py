@@ -23,10 +23,13 @@ def _options(qdrant_url: str | None, shard_number: int | None,
 
 @app.command("build")
 def build_cmd(
-    data: Path = typer.Option(..., exists=True, help="CT-RATE root or a folder of NIfTI/DICOM."),
-    model: Path = typer.Option(..., exists=True, help="Checkpoint (official or ctsearch)."),
     name: str = typer.Option(..., help="Index name (folder HOME/indexes/NAME)."),
-    backend: str = typer.Option("exact", help="exact | faiss[:hnsw|:ivf|:flat] | qdrant."),
+    data: Path = typer.Option(None, exists=True, help="CT-RATE root or a folder of NIfTI/DICOM "
+                              "[default: the existing index's]."),
+    model: Path = typer.Option(None, exists=True, help="Checkpoint, official or ctsearch "
+                               "[default: the existing index's]."),
+    backend: str = typer.Option(None, help="exact | faiss[:hnsw|:ivf|:flat] | qdrant "
+                                "[default: the existing index's, else exact]."),
     qdrant_url: str = typer.Option(None, help="Qdrant server URL (qdrant backend)."),
     shard_number: int = typer.Option(None, help="Qdrant collection shard_number."),
     replication_factor: int = typer.Option(None, help="Qdrant collection replication_factor."),
@@ -43,7 +46,7 @@ def build_cmd(
     from ctsearch.search import build_index
 
     opts = _options(qdrant_url, shard_number, replication_factor)
-    if qdrant_url and backend == "exact":
+    if qdrant_url and backend in (None, "exact"):
         backend = "qdrant"
     try:
         with ExitStack() as stack:

@@ -20,6 +20,8 @@ def query_cmd(
     label: list[str] = typer.Option(None, help="Keep volumes positive for this finding."),
     split: str = typer.Option(None, help="Keep one split (train | valid)."),
     per_scan: bool = typer.Option(False, help="Best reconstruction per scan only."),
+    target: str = typer.Option("volumes", help="Rank by volume embeddings, or by report "
+                               "embeddings (report -> report search)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
     model: Path = typer.Option(None, help="Checkpoint [default: the one the index names]."),
     tokenizer: Path = typer.Option(None, help="Tokenizer folder (official checkpoints)."),
@@ -30,7 +32,8 @@ def query_cmd(
 
     try:
         searcher = Searcher(index, home, model, tokenizer)
-        hits = searcher.query(report, volume, like, k, where, tuple(label or ()), split, per_scan)
+        hits = searcher.query(report, volume, like, k, where, tuple(label or ()), split, per_scan,
+                              target)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         raise fail(str(exc), 2) from None
     if as_json:

@@ -47,6 +47,7 @@ class FaissIndex(VectorIndex):
         self.ids = np.zeros(0, np.int64)
         self.vectors = np.zeros((0, self.dim), np.float32)
         self.index = None
+        self._gpu = None  # faiss-gpu copy of a flat/IVF index, rebuilt after changes
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -75,7 +76,18 @@ class FaissIndex(VectorIndex):
             inner = faiss.IndexFlatIP(self.dim)
         return faiss.IndexIDMap2(inner)
 
+    def _searcher(self):
+        """The GPU copy when faiss-gpu sees a device (flat / IVF only), else the CPU index."""
+        faiss = _faiss()
+        if self.variant == "hnsw" or not hasattr(faiss, "get_num_gpus") or (
+                faiss.get_num_gpus() == 0):
+            return self.index
+        if self._gpu is None:
+            self._gpu = faiss.index_cpu_to_all_gpus(self.index)
+        return self._gpu
+
     def _rebuild(self) -> None:
+        self._gpu = None
         self.index = self._new(self.vectors) if len(self.ids) else None
         if self.index is not None:
             self.index.add_with_ids(self.vectors, self.ids)
@@ -90,6 +102,7 @@ class FaissIndex(VectorIndex):
         if self.index is None:
             self._rebuild()
         else:
+            self._gpu = None
             self.index.add_with_ids(vectors, ids)
 
     def remove(self, ids) -> None:
@@ -101,6 +114,7 @@ class FaissIndex(VectorIndex):
         if self.variant == "hnsw" or not len(self.ids):
             self._rebuild()  # HNSW has no delete
         else:
+            self._gpu = None
             self.index.remove_ids(gone)
 
     def _threads(self, q: int) -> None:
@@ -114,7 +128,8 @@ class FaissIndex(VectorIndex):
         if allow is not None and len(allow) <= self.exact_below:
             return self._exact(queries, k, np.asarray(allow, np.int64))
         self._threads(len(queries))
-        scores, ids = self.index.search(queries, k, params=self._params(allow))
+        index = self._searcher() if allow is None else self.index  # GPU: no ID selectors
+        scores, ids = index.search(queries, k, params=self._params(allow))
         return pad([s[i >= 0] for s, i in zip(scores, ids, strict=True)],
                    [i[i >= 0] for i in ids], k)
 

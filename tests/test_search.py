@@ -230,3 +230,37 @@ def test_backends_answer_like_exact_and_update_incrementally(world, tmp_path, ba
 
 def _ids(hits: list[dict]) -> list[str]:
     return [h["volume"] for h in hits]
+
+
+def test_report_to_report_search(world):
+    s = _searcher(world)
+    reports = pq.read_table(world["home"] / "indexes/base" / REPORTS)
+    emb, names = column_matrix(reports, "embedding"), reports.column("volume").to_pylist()
+    q = s.encoder.encode_text(["Pleural effusion."])[0]
+    hits = s.query(report="Pleural effusion.", k=4, target="reports")  # reconstructions tie
+    np.testing.assert_allclose([h["score"] for h in hits], np.sort(emb @ q)[::-1][:4], atol=1e-5)
+    like = s.query(like=names[0], k=3, target="reports")
+    assert names[0] not in [h["volume"] for h in like]
+    np.testing.assert_allclose([h["score"] for h in like], np.sort(emb[1:] @ emb[0])[::-1][:3],
+                               atol=1e-5)
+
+
+def test_qdrant_server_path_through_client_local_mode(world, tmp_path):
+    """--qdrant-url: tested against qdrant-client's in-process mode (no server runs here)."""
+    pytest.importorskip("qdrant_client")
+    from ctsearch.indexes.qdrant_client import connect
+
+    home = tmp_path / "home"
+    shutil.copytree(world["home"] / "preprocessed", home / "preprocessed")
+    opts = {"url": ":memory:", "shard_number": 2, "replication_factor": 1}
+    first = build_index(world["data"], world["ckpt"], "q", backend="qdrant", home=home,
+                        backend_options=opts, workers=1)
+    assert first["backend"]["volumes"]["kind"] == "qdrant"
+    exact, other = _searcher(world), Searcher("q", home)
+    for kw in ({"report": "effusion"}, {"report": "nodule", "labels": ("Lung nodule",)}):
+        assert _ids(other.query(k=5, **kw)) == _ids(exact.query(k=5, **kw))
+    second = build_index(world["data"], world["ckpt"], "q", backend="qdrant", home=home,
+                         backend_options=opts, workers=1, rebuild=True)
+    names = {c.name for c in connect(":memory:").get_collections().collections}
+    assert second["backend"]["volumes"]["params"]["collection"] in names
+    assert first["backend"]["volumes"]["params"]["collection"] not in names

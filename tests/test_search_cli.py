@@ -23,6 +23,8 @@ def test_build_info_and_query_table(world, tmp_path):
                "cli", "--home", home, "--workers", "1")
     assert res.exit_code == 0, res.output
     assert "volumes" in res.output and "10" in res.output
+    res = _run("index", "build", "--name", "cli", "--home", home, "--workers", "1")
+    assert res.exit_code == 0 and "encoded now" in res.output  # re-run from index.json alone
     res = _run("index", "info", "cli", "--home", home)
     assert res.exit_code == 0 and '"dim": 128' in res.output
     res = _run("query", "--index", "cli", "--home", home, "--report", "pleural effusion",
@@ -90,6 +92,8 @@ def test_query_with_another_model_is_refused(world):
 
 
 def test_build_errors_exit_2(world, tmp_path):
+    res = _run("index", "build", "--name", "new", "--home", tmp_path)
+    assert res.exit_code == 2 and "give --data and --model" in res.output
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
     res = _run("index", "build", "--data", world["data"], "--model", bad, "--name", "x",

@@ -32,7 +32,7 @@ from .store import (
     staging_dir,
 )
 from .tables import reports_table, tokens_tables, volumes_table, write_tables
-from .vectors import build_vectors
+from .vectors import build_vectors, drop_server_collections
 
 log = logging.getLogger(__name__)
 Bar = Callable[[str], Callable | None]
@@ -105,13 +105,29 @@ def _reusable(row: dict, have: dict) -> bool:
         row["text"])
 
 
-def build_index(data: str | Path, model: str | Path, name: str, backend: str = "exact",
+def _from_previous(name: str, home: Path, data, model, backend) -> tuple:
+    """Missing data / model / backend come from the existing index.json (a plain re-run)."""
+    folder = index_dir(name, home)
+    recover(folder)
+    info = read_index_json(folder) if (folder / "index.json").exists() else {}
+    if (data is None or model is None) and not info:
+        raise ValueError(f"index {name!r} does not exist yet: give --data and --model")
+    return (data or info["data"], model or info["model_path"],
+            backend or info.get("backend", {}).get("spec") or "exact")
+
+
+def build_index(data: str | Path | None, model: str | Path | None, name: str,
+                backend: str | None = None,
                 home: str | Path | None = None, rebuild: bool = False, shard: str | None = None,
                 tokenizer: str | Path | None = None, text_field: str = "findings",
                 backend_options: dict | None = None, batch_size: int = 4, workers: int = 2,
                 device: str | None = None, progress_for: Bar | None = None) -> dict:
-    """Preprocess what is missing, encode new volumes and reports, publish HOME/indexes/NAME."""
+    """Preprocess what is missing, encode new volumes and reports, publish HOME/indexes/NAME.
+
+    `data`, `model` and `backend` default to those recorded in an existing NAME/index.json.
+    """
     bar, home, t0 = progress_for or (lambda stage: None), Path(home or default_home()), time.time()
+    data, model, backend = _from_previous(name, home, data, model, backend)
     stages: dict[str, float] = {}
     tick = time.perf_counter()
     enc = Encoder.load(model, tokenizer, device)
@@ -156,7 +172,9 @@ def _write(final: Path, rows, have, enc, info, backend, options, prev, stages, t
         write_json(tmp / "stats.json", {"stages_s": {k: round(v, 4) for k, v in stages.items()},
                                         "counts": info["counts"], "failed": info["failed"]})
         write_json(tmp / "index.json", info)
+        old = read_index_json(final) if (final / "index.json").exists() else None
         publish(tmp, final)
+        drop_server_collections(old)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -37,6 +37,7 @@ class Searcher:
         check_model(self.info, self.encoder.fingerprint(), name)
         self._load_tables()
         self.index = load_index(self.folder / "vectors" / "volumes")
+        self._reports_index = None
         self.filter = MetaFilter(self.meta)
 
     def _load_tables(self) -> None:
@@ -64,6 +65,20 @@ class Searcher:
             return self.vectors[self._row(like)]
         return self._encode_file(Path(volume))
 
+    def reports_index(self):
+        """The report-embedding index (opened on first use)."""
+        from ..indexes import load_index
+
+        if self._reports_index is None:
+            self._reports_index = load_index(self.folder / "vectors" / "reports")
+        return self._reports_index
+
+    def _report_vector(self, like: str) -> np.ndarray:
+        self._row(like)
+        table = pq.read_table(self.folder / REPORTS, columns=["volume", "embedding"],
+                              filters=[("volume", "=", like)])
+        return column_matrix(table, "embedding")[0]
+
     def _row(self, volume: str) -> int:
         row = self.row_of_volume.get(volume)
         if row is None:
@@ -90,17 +105,25 @@ class Searcher:
     def query(self, report: str | None = None, volume: str | Path | None = None,
               like: str | None = None, k: int = 10, where: str | None = None,
               labels: tuple[str, ...] = (), split: str | None = None,
-              per_scan: bool = False) -> list[dict]:
-        """Top-k volumes (true top-k of the filtered set), best first, with their metadata."""
+              per_scan: bool = False, target: str = "volumes") -> list[dict]:
+        """Top-k volumes (true top-k of the filtered set), best first, with their metadata.
+
+        `target="reports"` ranks the volumes by their report embeddings instead (report ->
+        report search; `like` then uses the indexed volume's report).
+        """
         if k < 1:
             raise QueryError(f"--k {k}: must be at least 1")
-        q = self.query_vector(report, volume, like)
+        if target not in ("volumes", "reports"):
+            raise QueryError(f"--target {target!r}: choose volumes or reports")
+        q = self.query_vector(report, volume, like) if target == "volumes" or like is None else (
+            self._report_vector(like))
         allow = self.filter.allowed(where, tuple(labels), split)
         skip = self.rows[self._row(like)]["id"] if like is not None else None
         if allow is not None and skip is not None:
             allow = allow[allow != skip]
         fetch = k * (self.recons if per_scan else 1) + (1 if skip is not None else 0)
-        scores, ids = self.index.search(q[None].astype(np.float32), fetch, allow)
+        index = self.index if target == "volumes" else self.reports_index()
+        scores, ids = index.search(q[None].astype(np.float32), fetch, allow)
         hits = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True)
                 if i >= 0 and i != skip]
         return [self._result(n + 1, s, i) for n, (s, i) in enumerate(_collapse(

@@ -121,3 +121,17 @@ def _diff(old: dict, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, 
     changed = {int(ids[i]) for i in fresh if int(ids[i]) in old}
     stale = [v for v in old if v not in current or v in changed]
     return np.asarray(stale, np.int64), fresh
+
+
+def drop_server_collections(info: dict | None) -> None:
+    """Delete a replaced index's Qdrant server collections (each build writes new ones)."""
+    backend = (info or {}).get("backend", {})
+    for sub in ("volumes", "reports"):
+        params = backend.get(sub, {}).get("params", {})
+        if backend.get(sub, {}).get("kind") == "qdrant" and params.get("url"):
+            from ..indexes.qdrant_client import connect
+
+            try:
+                connect(params["url"]).delete_collection(params["collection"])
+            except Exception as exc:  # noqa: BLE001 - the server may be gone; never fail a build
+                log.warning("could not delete old collection %s: %s", params["collection"], exc)
