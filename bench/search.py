@@ -22,23 +22,28 @@ from ctsearch.fsutil import write_json
 K = 10
 SETTINGS = {  # backend -> (spec, search-time sweeps)
     "exact": ("exact", [{}]),
-    "faiss-hnsw": ("faiss:hnsw?M=32&efConstruction=80", [{"ef_search": e} for e in (32, 64, 128)]),
-    "faiss-ivf": ("faiss:ivf", [{"nprobe": p} for p in (8, 16, 32)]),
-    "qdrant-edge": ("qdrant-edge", [{"hnsw_ef": e} for e in (64, 128)]),
+    "faiss-hnsw": ("faiss:hnsw?M=32&efConstruction=80",
+                   [{"ef_search": e} for e in (16, 32, 64, 128)]),
+    "faiss-ivf": ("faiss:ivf", [{"nprobe": p} for p in (4, 8, 16, 32)]),
+    "qdrant-edge": ("qdrant-edge", [{"hnsw_ef": e} for e in (32, 64, 128)]),
 }
 DEFAULT = {50_000: tuple(SETTINGS), 1_000_000: ("exact", "faiss-ivf")}
 
 
-def clustered(n: int, dim: int, seed: int, centres: int = 2000, chunk: int = 100_000) -> np.ndarray:
-    """Unit vectors around `centres` random directions (generated in chunks)."""
+def clustered(n: int, dim: int, seed: int, queries: int = 0, groups: int = 1000,
+              chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+    """(n data, `queries` held-out) unit vectors from one two-level mixture: `groups` random
+    directions, sub-centres around them, points around the sub-centres (chunked)."""
     rng = np.random.default_rng(seed)
-    c = rng.standard_normal((centres, dim)).astype(np.float32)
-    out = np.empty((n, dim), np.float32)
-    for s in range(0, n, chunk):
-        m = min(chunk, n - s)
-        x = c[rng.integers(0, centres, m)] + 0.35 * rng.standard_normal((m, dim), np.float32)
+    top = rng.standard_normal((groups, dim)).astype(np.float32)
+    sub = np.repeat(top, 20, axis=0) + 0.6 * rng.standard_normal((groups * 20, dim), np.float32)
+    total = n + queries
+    out = np.empty((total, dim), np.float32)
+    for s in range(0, total, chunk):
+        m = min(chunk, total - s)
+        x = sub[rng.integers(0, len(sub), m)] + 0.3 * rng.standard_normal((m, dim), np.float32)
         out[s:s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return out
+    return out[:n], out[n:]
 
 
 def _rss_mb() -> float:
@@ -116,7 +121,7 @@ def run_search_bench(sizes=(50_000, 1_000_000), dim: int = 512, queries: int = 2
     steps = sum(len(backends or DEFAULT.get(n, tuple(SETTINGS))) for n in sizes)
     done = 0
     for n in sizes:
-        x, q = clustered(n, dim, 0), clustered(queries, dim, 1)
+        x, q = clustered(n, dim, 0, queries)
         truth, floor_batch, floor_single = _truth(torch.from_numpy(x), torch.from_numpy(q))
         rows.append({"backend": "floor (matmul+topk)", "n": n, "params": "", "build_s": 0.0,
                      "p50_ms": statistics.median(floor_single), "p95_ms": max(floor_single),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from .query import findings_cell
 from .ui import console, print_table, progress_bar
 
 
@@ -39,7 +40,7 @@ def demo_cmd(
     for title, hits in summary.get("queries", []):
         print_table(f"index demo: {title}", ["#", "volume", "score", "age", "sex", "findings"],
                     [[h["rank"], h["volume"], f"{h['score']:.3f}", h["age"], h["sex"],
-                      ", ".join(h["findings"]) or "-"] for h in hits])
+                      findings_cell(h["findings"])] for h in hits])
     labels = sorted(summary["positives"].items(), key=lambda kv: -kv[1])
     print_table("positive volumes per label", ["label", "volumes"], labels)
     for name, path in summary["paths"].items():

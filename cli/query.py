@@ -40,11 +40,19 @@ def query_cmd(
         print(json.dumps(hits, default=str))
         return
     rows = [[h["rank"], h["volume"], f"{h['score']:.3f}", h["age"], h["sex"],
-             ", ".join(h["findings"]) or "-", _snippet(h["report"])] for h in hits]
+             findings_cell(h["findings"]), _snippet(h["report"])] for h in hits]
     print_table(_title(index, report, volume, like), ["#", "volume", "score", "age", "sex",
                                                       "findings", "report"], rows)
     if not hits:
         console.print("no volume passes the filters")
+
+
+def findings_cell(findings: list[str], shown: int = 3) -> str:
+    """At most `shown` positive findings, then '+N'."""
+    if not findings:
+        return "-"
+    more = f" +{len(findings) - shown}" if len(findings) > shown else ""
+    return ", ".join(findings[:shown]) + more
 
 
 def _snippet(text: str, width: int = 70) -> str:

@@ -45,7 +45,7 @@ def test_search_bench_rows_and_floor(tmp_path):
     rows = report["rows"]
     assert rows[0]["backend"].startswith("floor") and (tmp_path / "search.json").exists()
     exact = next(r for r in rows if r["backend"] == "exact")
-    assert exact["recall@10"] == 1.0 and len([r for r in rows if r["backend"] == "faiss-ivf"]) == 3
+    assert exact["recall@10"] == 1.0 and len([r for r in rows if r["backend"] == "faiss-ivf"]) == 4
     assert "exact_p50_over_floor_p50" in report["ratios"]["3000"]
 
 

@@ -264,3 +264,42 @@ def test_qdrant_server_path_through_client_local_mode(world, tmp_path):
     names = {c.name for c in connect(":memory:").get_collections().collections}
     assert second["backend"]["volumes"]["params"]["collection"] in names
     assert first["backend"]["volumes"]["params"]["collection"] not in names
+
+
+_SLOW_BUILD = """
+import sys, time
+import ctsearch.search.parts as parts
+from ctsearch.search import build_index
+real = parts.encode_batch
+def slow(*args):
+    out = real(*args)
+    time.sleep(0.4)
+    return out
+parts.encode_batch = slow
+build_index(sys.argv[1], sys.argv[2], "base", home=sys.argv[3], batch_size=1, workers=1)
+"""
+
+
+def test_kill_9_mid_build_keeps_the_old_index_and_the_rerun_resumes(world, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    home = tmp_path / "home"
+    shutil.copytree(world["home"], home)
+    before = (home / "indexes/base/index.json").read_text()
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_BUILD, str(world["data"]),
+                             str(world["other"]), str(home)])  # a new model: re-encode all
+    deadline = time.time() + 120
+    while len(list(home.glob("work/base-*/part-*.parquet"))) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(home.glob("work/base-*/part-*.parquet")))
+    assert 3 <= done < 10
+    assert (home / "indexes/base/index.json").read_text() == before
+    assert len(Searcher("base", home).query(report="effusion", k=3)) == 3  # old model, usable
+    info = build_index(world["data"], world["other"], "base", home=home, batch_size=1, workers=1)
+    assert info["counts"]["encoded"] == 10 - done and info["counts"]["volumes"] == 10
