@@ -109,9 +109,16 @@ def _backend_rows(name: str, x: np.ndarray, q: np.ndarray, truth: np.ndarray) ->
     return rows
 
 
+_SHORT = {"efConstruction": "efC", "ef_search": "efS", "nlist": "nlist", "nprobe": "nprobe",
+          "hnsw_ef": "ef", "M": "M"}
+
+
 def _label(index, setting: dict) -> str:
-    base = {k: v for k, v in index.params().items() if k not in ("exact_below", "payload_indexes")}
-    return ",".join(f"{k}={v}" for k, v in {**base, **setting}.items())
+    """Short parameter string, e.g. 'M=32 efC=80 efS=64'."""
+    merged = {**index.params(), **setting}
+    return " ".join(f"{_SHORT[k]}={v}" for k, v in merged.items()
+                    if k in _SHORT and not (k == "efSearch" or (k == "nprobe" and "nprobe" not in
+                                                                 setting)))
 
 
 def run_search_bench(sizes=(50_000, 1_000_000), dim: int = 512, queries: int = 200,

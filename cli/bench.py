@@ -83,9 +83,13 @@ def search_bench_cmd(
                                   queries=queries, out=out,
                                   backends=tuple(backends.split(",")) if backends else None,
                                   progress=update)
-    rows = report["rows"]
-    keys = [k for k in rows[0] if k not in ("dim",)] if rows else []
-    print_table(f"vector search, dim {dim}", keys, [[_fmt(r.get(k)) for k in keys] for r in rows])
+    keys = ("backend", "n", "params", "build_s", "p50_ms", "p95_ms", "qps_batch", "recall@10",
+            "mem_mb")
+    head = ["backend", "N", "params", "build s", "p50 ms", "p95 ms", "QPS", "R@10", "MB"]
+    print_table(f"vector search, dim {dim}", head,
+                [[_fmt(r.get(k)) for k in keys] for r in report["rows"]])
+    for n, ratio in report["ratios"].items():
+        console.print(f"N={n}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in ratio.items()))
     console.print(f"JSON: {out / 'search.json'}")
 
 
@@ -109,4 +113,4 @@ def query_bench_cmd(
 
 
 def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

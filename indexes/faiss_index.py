@@ -21,6 +21,7 @@ HNSW_MAX = 1_000_000  # auto: HNSW up to here (fast queries, slow build), IVF be
 
 
 def _faiss():
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-dispatch chatter
     try:
         import faiss
     except ImportError as exc:
