@@ -185,3 +185,17 @@ def test_augment_shifts_with_padding():
     src = tuple(slice(max(0, -s), n - max(0, s)) for s, n in zip(d, (6, 8, 8), strict=True))
     dst = tuple(slice(max(0, s), n - max(0, -s)) for s, n in zip(d, (6, 8, 8), strict=True))
     assert (y[(0, 0, *dst)] - x[(0, 0, *src)]).abs().max() < 0.2  # shifted content + light noise
+
+
+def test_wordpiece_vocabulary_is_deterministic(tmp_path):
+    from ctsearch.models.text import SPECIAL, train_wordpiece
+
+    texts = ["Left pleural effusion.", "No nodule; pleural thickening.", "Pleural effusion!"] * 3
+    a = train_wordpiece(texts, tmp_path / "a", vocab_size=60)
+    b = train_wordpiece(list(reversed(texts)), tmp_path / "b", vocab_size=60)
+    assert (tmp_path / "a/vocab.txt").read_text() == (tmp_path / "b/vocab.txt").read_text()
+    vocab = (tmp_path / "a/vocab.txt").read_text().split()
+    assert vocab[:5] == list(SPECIAL) and vocab.index("pleural") < vocab.index("effusion")
+    assert a.tokenize("pleural effusion") == ["pleural", "effusion"] == b.tokenize("Pleural effusion")
+    pieces = a.tokenize("pleura")  # unseen word: greedy character pieces
+    assert pieces[0] == "p" and all(p.startswith("##") for p in pieces[1:])

@@ -54,24 +54,33 @@ def load_tokenizer(folder: str | Path, lower_case: bool = True):
     return BertTokenizerFast(str(vocab), do_lower_case=lower_case)
 
 
-def train_wordpiece(texts: list[str], out_dir: str | Path, vocab_size: int = 4000):
-    """Train a lower-case WordPiece vocabulary on report text (tokenizers library)."""
-    from tokenizers import BertWordPieceTokenizer
+SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
+
+def train_wordpiece(texts: list[str], out_dir: str | Path, vocab_size: int = 4000):
+    """A lower-case WordPiece vocabulary from report text, deterministic by construction.
+
+    Words are split as BERT does (normaliser + pre-tokeniser of `tokenizers`); the vocabulary is
+    the special tokens, every character (word-initial and `##` continuation), then whole words by
+    frequency (ties alphabetical). Greedy longest-match WordPiece falls back to characters for
+    rarer words. (The `tokenizers` WordPiece trainer breaks frequency ties in hash order, so two
+    runs gave different vocabularies.)
+    """
+    from collections import Counter
+
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+
+    norm, pre = BertNormalizer(lowercase=True), BertPreTokenizer()
+    words = Counter(w for t in texts for w, _ in pre.pre_tokenize_str(norm.normalize_str(t)))
+    chars = sorted({c for w in words for c in w})
+    vocab = [*SPECIAL, *chars, *(f"##{c}" for c in chars)]
+    ranked = sorted((w for w in words if len(w) > 1), key=lambda w: (-words[w], w))
+    vocab += ranked[:max(0, vocab_size - len(vocab))]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tok = BertWordPieceTokenizer(lowercase=True)
-    tok.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=1,
-                            special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    tok.save_model(str(out_dir))
-    _sort_vocab(out_dir / "vocab.txt", n_special=5)
+    (out_dir / "vocab.txt").write_text("\n".join(vocab) + "\n")
     return load_tokenizer(out_dir)
-
-
-def _sort_vocab(path: Path, n_special: int) -> None:
-    """Deterministic ids: the trainer's order of equally frequent tokens varies between runs."""
-    tokens = path.read_text().splitlines()
-    path.write_text("\n".join(tokens[:n_special] + sorted(set(tokens[n_special:]))) + "\n")
 
 
 def minilm_path() -> Path:
