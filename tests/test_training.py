@@ -196,6 +196,7 @@ def test_wordpiece_vocabulary_is_deterministic(tmp_path):
     assert (tmp_path / "a/vocab.txt").read_text() == (tmp_path / "b/vocab.txt").read_text()
     vocab = (tmp_path / "a/vocab.txt").read_text().split()
     assert vocab[:5] == list(SPECIAL) and vocab.index("pleural") < vocab.index("effusion")
-    assert a.tokenize("pleural effusion") == ["pleural", "effusion"] == b.tokenize("Pleural effusion")
+    pair = ["pleural", "effusion"]
+    assert a.tokenize("pleural effusion") == pair == b.tokenize("Pleural effusion")
     pieces = a.tokenize("pleura")  # unseen word: greedy character pieces
     assert pieces[0] == "p" and all(p.startswith("##") for p in pieces[1:])
