@@ -67,6 +67,8 @@ class QdrantClientIndex(VectorIndex):
                                         ("replication_factor", self.replication_factor)) if v}
         self.client.create_collection(self.collection, vectors_config=models.VectorParams(
             size=self.dim, distance=models.Distance.COSINE), **extra)
+        if self.url == ":memory:" or self.url.startswith("path:"):
+            return  # local mode ignores payload indexes (and warns)
         for field, kind in self.payload_indexes.items():
             self.client.create_payload_index(self.collection, field, field_schema=kind)
 
