@@ -53,6 +53,7 @@ class RunSummary:
     skipped: list[str] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    files: dict[str, dict] = field(default_factory=dict)  # volume -> {key, file} of this run
 
     @property
     def ok(self) -> bool:
@@ -230,6 +231,8 @@ def preprocess_cases(
     records = _collect(_chain(known, _run_jobs(runnable, cfg, out, workers)), summary,
                        len(jobs), progress, stats)
     summary.seconds = round(time.perf_counter() - start, 3)
+    summary.files = {r["volume"]: {"key": r["key"], "file": str(cache_file(out, r["key"]))}
+                     for r in records}
     stats.save()
     _write_index(out, records)
     write_json(out / "preprocess.json", _summary_json(summary, records))

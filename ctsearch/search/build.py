@@ -54,12 +54,15 @@ def parse_shard(shard: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-def _rows(data: Path, enc: Encoder, cache: Path, workers: int, text_field: str, bar: Bar):
-    """Case rows that have a preprocessed file (+ key, file, text); failures listed."""
-    cases = read_any(data)
+def _rows(data: Path, enc: Encoder, cache: Path, workers: int, text_field: str, bar: Bar,
+          part: tuple[int, int] | None):
+    """This shard's case rows that have a preprocessed file (+ key, file, text); failures."""
+    cases = read_any(data).sort_by("volume")
+    if part:  # every n-th volume by name: shards never preprocess or encode the same volume
+        cases = cases.take(list(range(part[0], cases.num_rows, part[1])))
     run = preprocess_cases(cases, cache, enc.model.cfg.preprocess, workers,
                            progress=bar("preprocess"))
-    files = {r["volume"]: r for r in pq.read_table(cache / "index.parquet").to_pylist()}
+    files = run.files
     rows = []
     for row in cases.to_pylist():
         if row["volume"] in files:
@@ -132,11 +135,9 @@ def build_index(data: str | Path | None, model: str | Path | None, name: str,
     tick = time.perf_counter()
     enc = Encoder.load(model, tokenizer, device)
     stages["load_model"], tick = time.perf_counter() - tick, time.perf_counter()
-    rows, failed = _rows(Path(data), enc, home / "preprocessed", workers, text_field, bar)
-    stages["preprocess"], tick = time.perf_counter() - tick, time.perf_counter()
     part = parse_shard(shard)
-    if part:
-        rows = sorted(rows, key=lambda r: r["volume"])[part[0]::part[1]]
+    rows, failed = _rows(Path(data), enc, home / "preprocessed", workers, text_field, bar, part)
+    stages["preprocess"], tick = time.perf_counter() - tick, time.perf_counter()
     final = index_dir(f"{name}.shard-{part[0]}-of-{part[1]}" if part else name, home)
     prev = _previous(final, enc, rebuild)
     work = home / "work" / f"{final.name}-{enc.fingerprint()['id']}"
