@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import bench, data, demo, index
+from .detect import detect_cmd
 from .preprocess import preprocess_cmd
 from .query import query_cmd
 from .train import train_cmd
@@ -19,6 +20,7 @@ app.command("preprocess")(preprocess_cmd)
 app.command("demo")(demo.demo_cmd)
 app.command("train")(train_cmd)
 app.command("query")(query_cmd)
+app.command("detect")(detect_cmd)
 
 
 @app.callback()

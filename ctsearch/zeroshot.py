@@ -1,0 +1,95 @@
+"""Zero-shot detection: prompt-pair embeddings (cached per index) against indexed image latents.
+
+The official script re-runs the whole model once per finding and volume; here each volume's
+latent comes from the index (one encoder pass in total) and the prompts are encoded once, so
+P(present) for every volume and finding is one matrix product + a softmax over each pair.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .data.schema import PATHOLOGIES
+from .fsutil import atomic_output
+
+log = logging.getLogger(__name__)
+TEMPLATES = {  # name -> (present, absent); "official" = the v2 zero-shot script's pair
+    "official": ("{} is present.", "{} is not present."),
+    "v1": ("{}.", "not {}."),
+}
+
+
+def template_pair(template: str) -> tuple[str, str]:
+    """A template name, or 'PRESENT|ABSENT' with one '{}' each."""
+    if template in TEMPLATES:
+        return TEMPLATES[template]
+    parts = template.split("|")
+    if len(parts) != 2 or any(p.count("{}") != 1 for p in parts):
+        raise ValueError(f"--template {template!r}: a name ({', '.join(TEMPLATES)}) or "
+                         "'PRESENT|ABSENT' with one {{}} each")
+    return parts[0], parts[1]
+
+
+def prompt_texts(findings: list[str], template: str = "official") -> list[tuple[str, str]]:
+    present, absent = template_pair(template)
+    return [(present.format(f), absent.format(f)) for f in findings]
+
+
+def prompt_embeddings(encoder, findings: list[str], template: str = "official") -> np.ndarray:
+    """(F, 2, dim) L2-normalised text latents of each finding's [present, absent] prompts."""
+    flat = [t for pair in prompt_texts(findings, template) for t in pair]
+    return encoder.encode_text(flat).reshape(len(findings), 2, -1)
+
+
+def presence_probs(latents: np.ndarray, prompts: np.ndarray, logit_scale: float) -> np.ndarray:
+    """(N, F) P(present): softmax over each pair of scaled cosine similarities (official)."""
+    logits = logit_scale * np.einsum("nd,fkd->nfk", latents, prompts)
+    logits -= logits.max(axis=2, keepdims=True)
+    e = np.exp(logits)
+    return (e[..., 0] / e.sum(axis=2)).astype(np.float32)
+
+
+def cached_prompts(folder: Path, encoder, findings: list[str], template: str) -> np.ndarray:
+    """Prompt embeddings from `folder/prompts/` (keyed by model, template, findings) or fresh."""
+    key = hashlib.sha1(repr((encoder.fingerprint()["id"], template_pair(template),
+                             findings)).encode()).hexdigest()[:16]
+    path = folder / "prompts" / f"{key}.npy"
+    if path.exists():
+        return np.load(path)
+    emb = prompt_embeddings(encoder, findings, template)
+    with atomic_output(path, ".npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, emb)
+    return emb
+
+
+def probs_table(volumes: list[str], probs: np.ndarray, findings: list[str]) -> pa.Table:
+    """`volume` + one float column of P(present) per finding."""
+    cols = {"volume": volumes}
+    cols.update({f: probs[:, j] for j, f in enumerate(findings)})
+    return pa.table(cols)
+
+
+def detect(searcher, findings: list[str] | None = None, volume: str | Path | None = None,
+           like: str | None = None, all_volumes: bool = False,
+           template: str = "official") -> pa.Table:
+    """P(present) per finding for one volume (file or indexed) or every indexed volume."""
+    from .search.filters import QueryError
+
+    findings = list(findings or PATHOLOGIES)
+    if sum(bool(v) for v in (volume, like, all_volumes)) != 1:
+        raise QueryError("give exactly one of --volume, --like, --all")
+    if any(not f.strip() for f in findings):
+        raise QueryError("--finding is empty")
+    if all_volumes:
+        names, latents = [r["volume"] for r in searcher.rows], searcher.vectors
+    else:
+        names = [like or Path(volume).name]
+        latents = searcher.query_vector(volume=volume, like=like)[None]
+    prompts = cached_prompts(searcher.folder, searcher.encoder, findings, template)
+    scale = float(searcher.encoder.model.logit_scale.detach())
+    return probs_table(names, presence_probs(latents, prompts, scale), findings)

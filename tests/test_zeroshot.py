@@ -1,0 +1,78 @@
+"""Zero-shot detection: official probabilities on the fixture, index-based detect, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ctsearch.cli.main import app
+from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.search import QueryError, Searcher
+from ctsearch.zeroshot import detect, presence_probs, prompt_texts, template_pair
+
+
+def test_official_fixture_probabilities(shared):
+    from ctsearch.models import load_checkpoint, official_config
+
+    root = shared / "fixtures/ctclip_official/tiny"
+    c = json.loads((root / "config.json").read_text())
+    cfg = official_config(ctvit=c["ctvit_kwargs"], ctclip=c["ctclip_kwargs"],
+                          bert=c["bert_config_kwargs"])
+    inp = torch.load(root / "inputs.pt", weights_only=True)
+    expected = torch.load(root / "expected.pt", weights_only=True)
+    model = load_checkpoint(root / "state_dict.pt", cfg)
+    with torch.no_grad():
+        image = model.encode_volume(inp["volume"]).numpy()
+        prompts = torch.stack([model.encode_text(ids, mask) for ids, mask in zip(
+            inp["prompt_input_ids"], inp["prompt_attention_mask"], strict=True)]).numpy()
+    probs = presence_probs(image, prompts, float(model.logit_scale.detach()))
+    np.testing.assert_allclose(probs, expected["zero_shot_probs"][..., 0].numpy(), atol=1e-5)
+
+
+def test_closed_form_and_templates():
+    latents = np.array([[1.0, 0.0]], np.float32)
+    prompts = np.array([[[1.0, 0.0], [0.0, 1.0]]], np.float32)  # present along x
+    p = presence_probs(latents, prompts, logit_scale=2.0)
+    assert p[0, 0] == pytest.approx(np.exp(2) / (np.exp(2) + 1))
+    assert prompt_texts(["Cardiomegaly"]) == [("Cardiomegaly is present.",
+                                               "Cardiomegaly is not present.")]
+    assert template_pair("v1") == ("{}.", "not {}.")
+    assert template_pair("{} seen|no {}") == ("{} seen", "no {}")
+    with pytest.raises(ValueError, match="PRESENT|ABSENT"):
+        template_pair("nonsense")
+
+
+def test_detect_all_equals_per_volume_and_caches_prompts(world):
+    s = Searcher("base", world["home"])
+    table = detect(s, all_volumes=True)
+    assert table.column_names == ["volume", *PATHOLOGIES] and table.num_rows == 10
+    one = detect(s, like=s.rows[4]["volume"])
+    np.testing.assert_allclose([one.column(p)[0].as_py() for p in PATHOLOGIES],
+                               [table.column(p)[4].as_py() for p in PATHOLOGIES], atol=1e-6)
+    assert len(list((s.folder / "prompts").glob("*.npy"))) == 1
+    custom = detect(s, findings=["pneumothorax"], all_volumes=True, template="{}|no {}")
+    assert custom.column_names == ["volume", "pneumothorax"]
+    with pytest.raises(QueryError, match="exactly one"):
+        detect(s)
+
+
+def test_detect_cli_writes_parquet_and_json(world, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "probs.parquet"
+    res = runner.invoke(app, ["detect", "--index", "base", "--home", str(world["home"]),
+                              "--all", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(out)
+    assert table.num_rows == 10 and table.column_names[1:] == list(PATHOLOGIES)
+    name = table.column("volume")[0].as_py()
+    res = runner.invoke(app, ["detect", "--index", "base", "--home", str(world["home"]),
+                              "--like", name, "--finding", "Pleural effusion", "--json"])
+    assert res.exit_code == 0 and list(json.loads(res.stdout)[0]) == ["volume",
+                                                                      "Pleural effusion"]
+    res = runner.invoke(app, ["detect", "--index", "base", "--home", str(world["home"])])
+    assert res.exit_code == 2 and "exactly one" in res.output
