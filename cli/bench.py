@@ -114,3 +114,36 @@ def query_bench_cmd(
 
 def _fmt(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+@app.command("retrieval")
+def retrieval_bench_cmd(
+    index: str = typer.Option(..., help="Index name."),
+    mode: str = typer.Option("corrected", help="corrected | official (the paper's script)."),
+    split: str = typer.Option("valid", help="Split to evaluate ('all' for every volume)."),
+    per_scan: bool = typer.Option(False, help="One volume per scan (the paper's n = 1,564)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON object only."),
+    home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
+    out: Path = typer.Option(Path("bench-out"), help="Results folder (JSON written here)."),
+) -> None:
+    """Volume->volume MAP@K and report->volume Recall@K with exact random baselines and CIs."""
+    import json
+
+    from ctsearch.bench.retrieval import run_retrieval_bench
+
+    try:
+        r = run_retrieval_bench(index, home, mode, None if split == "all" else split, per_scan,
+                                out)
+    except (ValueError, FileNotFoundError) as exc:
+        from .ui import fail
+
+        raise fail(str(exc), 2) from None
+    if as_json:
+        print(json.dumps(r))
+        return
+    rows = [[f"MAP@{k}", _fmt(v), _fmt(r["random"]["map"][k]), _fmt(r["fold_change"]["map"][k])]
+            for k, v in r["map"].items()]
+    rows += [[f"R@{k}", _fmt(v), _fmt(r["random"]["recall"][k]),
+              _fmt(r["fold_change"]["recall"][k])] for k, v in r["recall"].items()]
+    print_table(f"retrieval {index} ({mode}, {split}, n={r['n_queries']})",
+                ["metric", "value", "random", "fold"], rows)
