@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.detection import auroc
 from ctsearch.fsutil import write_json
 
 
@@ -24,15 +25,6 @@ def features(path: str) -> np.ndarray:
     hist = np.histogram(v, bins=40, range=(-1.0, 1.0))[0] / v.size
     blocks = F.adaptive_avg_pool3d(torch.from_numpy(v)[None, None], (4, 6, 6)).flatten()
     return np.concatenate([hist, blocks.numpy()])
-
-
-def auroc(score: np.ndarray, y: np.ndarray) -> float:
-    """Mann-Whitney AUROC (ties count half); NaN without both classes."""
-    pos, neg = score[y == 1], score[y == 0]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).mean()
-    return float(greater + 0.5 * (pos[:, None] == neg[None, :]).mean())
 
 
 def ridge(x: np.ndarray, y: np.ndarray, lam: float = 10.0) -> np.ndarray:

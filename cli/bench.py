@@ -147,3 +147,37 @@ def retrieval_bench_cmd(
               _fmt(r["fold_change"]["recall"][k])] for k, v in r["recall"].items()]
     print_table(f"retrieval {index} ({mode}, {split}, n={r['n_queries']})",
                 ["metric", "value", "random", "fold"], rows)
+
+
+@app.command("detect")
+def detect_bench_cmd(
+    index: str = typer.Option(..., help="Index name."),
+    mode: str = typer.Option("corrected", help="corrected | official (the paper's script)."),
+    split: str = typer.Option("valid", help="Evaluation split."),
+    threshold_split: str = typer.Option("train", help="Split the thresholds are chosen on."),
+    templates: str = typer.Option("official,v1", help="Prompt templates compared; first = main."),
+    draws: int = typer.Option(1000, help="Bootstrap resamples."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON object only."),
+    home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
+    out: Path = typer.Option(Path("bench-out"), help="Results folder (JSON written here)."),
+) -> None:
+    """Zero-shot AUROC / F1 / accuracy / precision per finding, thresholds, bootstrap CI."""
+    import json
+
+    from ctsearch.bench.detect import run_detect_bench
+
+    try:
+        r = run_detect_bench(index, home, mode, split, threshold_split,
+                             tuple(templates.split(",")), draws, out)
+    except (ValueError, FileNotFoundError) as exc:
+        from .ui import fail
+
+        raise fail(str(exc), 2) from None
+    if as_json:
+        print(json.dumps(r))
+        return
+    keys = ("auroc", "f1", "accuracy", "precision", "threshold")
+    rows = [[name, *(_fmt(m[k]) for k in keys)] for name, m in r["per_finding"].items()]
+    rows.append(["mean", *(_fmt(r["mean"][k]) for k in keys[:-1]), ""])
+    print_table(f"zero-shot {index} ({mode}, {split}, n={r['n']})", ["finding", *keys], rows)
+    console.print(f"mean AUROC 95% CI {r['ci95']['auroc']}; templates: {r['templates']}")

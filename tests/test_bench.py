@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from ctsearch.bench.preprocess import summarise
-from ctsearch.bench.probe import auroc, ridge
+from ctsearch.bench.probe import ridge
+from ctsearch.detection import auroc
 
 
 def test_auroc_closed_form():

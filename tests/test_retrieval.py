@@ -66,3 +66,26 @@ def test_bench_retrieval_on_an_index(world):
                                         str(world["home"]), "--split", "all", "--mode",
                                         "official", "--json"])
     assert json.loads(official.stdout)["mode"] == "official"
+
+
+def test_detection_metrics_closed_form():
+    from ctsearch.detection import binary_scores, nearest_corner_threshold
+
+    score, y = np.array([0.1, 0.4, 0.6, 0.9]), np.array([0, 0, 1, 1])
+    thr = nearest_corner_threshold(score, y)
+    assert 0.4 < thr <= 0.6  # separates perfectly; ties -> the last grid point
+    s = binary_scores(np.array([True, False, True, True]), y, weighted_f1=False)
+    assert s["f1"] == pytest.approx(0.8) and s["precision"] == pytest.approx(2 / 3)
+    w = binary_scores(np.array([True, False, True, True]), y, weighted_f1=True)
+    assert w["f1"] == pytest.approx((0.8 * 2 + (2 / 3) * 2) / 4) and w["accuracy"] == 0.75
+
+
+def test_bench_detect_on_an_index(world):
+    from ctsearch.bench.detect import run_detect_bench
+
+    r = run_detect_bench("base", world["home"], split=None, threshold_split=None, draws=20)
+    assert set(r["per_finding"]["Cardiomegaly"]) == {"auroc", "f1", "accuracy", "precision",
+                                                     "threshold"}
+    assert set(r["templates"]) == {"official", "v1"} and len(r["ci95"]["auroc"]) == 2
+    off = run_detect_bench("base", world["home"], mode="official", split=None, draws=5)
+    assert off["threshold_split"] is None and off["mode"] == "official"
