@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import bench, data, demo, index
+from . import bench, data, demo, export, index
 from .detect import detect_cmd
 from .preprocess import preprocess_cmd
 from .query import query_cmd
@@ -16,6 +16,7 @@ app = typer.Typer(help="ctsearch: retrieval and embedding search for 3D chest CT
 app.add_typer(data.app, name="data")
 app.add_typer(bench.app, name="bench")
 app.add_typer(index.app, name="index")
+app.add_typer(export.app, name="export")
 app.command("preprocess")(preprocess_cmd)
 app.command("demo")(demo.demo_cmd)
 app.command("train")(train_cmd)

@@ -1,0 +1,33 @@
+"""`ctsearch export tsne`: t-SNE coordinates (parquet) and PNG plots of an index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .ui import console, err_console, fail
+
+app = typer.Typer(help="Export views of an index.", no_args_is_help=True)
+
+
+@app.command("tsne")
+def tsne_cmd(
+    index: str = typer.Option(..., help="Index name."),
+    out: Path = typer.Option(..., help="Output folder (tsne.parquet + PNGs)."),
+    kind: str = typer.Option("volumes", help="volumes | reports | both."),
+    seed: int = typer.Option(41, help="t-SNE seed (official: 41)."),
+    home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
+) -> None:
+    """t-SNE of volume and/or report latents coloured by abnormality count, age, each finding."""
+    from ctsearch.tsne import export_tsne
+
+    kinds = ("volumes", "reports") if kind == "both" else (kind,)
+    if not set(kinds) <= {"volumes", "reports"}:
+        raise fail(f"--kind {kind!r}: choose volumes, reports or both", 2)
+    try:
+        with err_console.status("t-SNE ..."):
+            folder = export_tsne(index, out, home, kinds, seed)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        raise fail(str(exc), 2) from None
+    console.print(f"coordinates and plots in [bold]{folder}[/bold]")
