@@ -181,3 +181,20 @@ def detect_bench_cmd(
     rows.append(["mean", *(_fmt(r["mean"][k]) for k in keys[:-1]), ""])
     print_table(f"zero-shot {index} ({mode}, {split}, n={r['n']})", ["finding", *keys], rows)
     console.print(f"mean AUROC 95% CI {r['ci95']['auroc']}; templates: {r['templates']}")
+
+
+@app.command("labels")
+def labels_bench_cmd(
+    reports: Path = typer.Option(..., exists=True, help="Real CT-RATE reports CSV."),
+    labels: Path = typer.Option(..., exists=True, help="Their silver labels CSV."),
+    out: Path = typer.Option(Path("bench-out"), help="Results folder (JSON written here)."),
+) -> None:
+    """Rule labeler vs CT-RATE silver labels: per-finding P/R/F1, macro-F1, dev and held-out."""
+    from ctsearch.bench.labels import run_labels_bench
+
+    r = run_labels_bench(reports, labels, out)
+    rows = [[p, *(_fmt(r[part]["per_finding"][p]["f1"]) for part in r)]
+            for p in r["dev"]["per_finding"]]
+    rows.append(["macro-F1", *(_fmt(r[part]["macro_f1"]) for part in r)])
+    print_table("labeler F1 vs silver labels",
+                ["finding", *(f"{k} (n={v['n_scans']})" for k, v in r.items())], rows)

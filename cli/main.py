@@ -6,6 +6,7 @@ import typer
 
 from . import bench, data, demo, export, index
 from .detect import detect_cmd
+from .labels import labels_cmd
 from .preprocess import preprocess_cmd
 from .query import query_cmd
 from .train import train_cmd
@@ -22,6 +23,7 @@ app.command("demo")(demo.demo_cmd)
 app.command("train")(train_cmd)
 app.command("query")(query_cmd)
 app.command("detect")(detect_cmd)
+app.command("labels")(labels_cmd)
 
 
 @app.callback()
