@@ -7,67 +7,69 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import VectorIndex, pad
+from .base import VectorIndex, as_queries, clean_batch, exact_topk, rows_of, save_npy, to_tensor
 
 
 class ExactIndex(VectorIndex):
-    """Brute force; the ground truth every other backend is compared with."""
+    """Brute force; the ground truth every other backend is compared with.
+
+    Rows stay compact (remove drops rows, add appends); an allow-list scores only its rows,
+    found through a lazily sorted copy of the ids (no per-id Python dict).
+    """
 
     kind = "exact"
 
     def __init__(self, dim: int, device: str | None = None):
-        self.dim = dim
+        self.dim = int(dim)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.ids = np.zeros(0, np.int64)
-        self.vectors = torch.zeros((0, dim), dtype=torch.float32, device=self.device)
-        self._row: dict[int, int] = {}
+        self.vectors = torch.zeros((0, self.dim), dtype=torch.float32, device=self.device)
+        self._order: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def _reindex(self) -> None:
-        self._row = {int(i): r for r, i in enumerate(self.ids.tolist())}
-
     def add(self, ids, vectors, payloads=None) -> None:
-        ids = np.asarray(ids, np.int64)
+        ids, vectors, _ = clean_batch(ids, vectors, self.dim)
         self.remove(ids)
-        vec = torch.as_tensor(np.array(vectors, np.float32), device=self.device)
         self.ids = np.concatenate([self.ids, ids])
-        self.vectors = torch.cat([self.vectors, vec])
-        self._reindex()
+        self.vectors = torch.cat([self.vectors, to_tensor(vectors, self.device)])
+        self._order = None
 
     def remove(self, ids) -> None:
         drop = np.isin(self.ids, np.asarray(ids, np.int64))
         if drop.any():
-            keep = torch.as_tensor(~drop, device=self.device)
+            keep = torch.from_numpy(np.flatnonzero(~drop)).to(self.device)
             self.ids, self.vectors = self.ids[~drop], self.vectors[keep]
-            self._reindex()
+            self._order = None
+
+    def rows(self, ids) -> np.ndarray:
+        """Row numbers of the known `ids` (unknown ones are skipped)."""
+        if self._order is None:
+            self._order = np.argsort(self.ids, kind="stable")
+        return rows_of(self.ids, self._order, ids)
 
     def search(self, queries, k, allow=None):
-        q = torch.as_tensor(np.asarray(queries, np.float32), device=self.device)
-        ids, matrix = self.ids, self.vectors
-        if allow is not None:
-            rows = [self._row[i] for i in np.asarray(allow, np.int64).tolist() if i in self._row]
-            ids, matrix = ids[rows], matrix[rows]
-        n = min(k, len(ids))
-        if n == 0:
-            return pad([np.zeros(0)] * len(q), [np.zeros(0, np.int64)] * len(q), k)
-        top = torch.topk(q @ matrix.T, n, dim=1)
-        scores, idx = top.values.cpu().numpy(), top.indices.cpu().numpy()
-        return pad(list(scores), [ids[r] for r in idx], k)
+        q = to_tensor(as_queries(queries, self.dim), self.device)
+        if allow is None:
+            return exact_topk(q, self.vectors, self.ids, k)
+        rows = self.rows(allow)
+        return exact_topk(q, self.vectors[torch.from_numpy(rows).to(self.device)],
+                          self.ids[rows], k)
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_npy(folder / "ids.npy", self.ids)
+        save_npy(folder / "vectors.npy", self.vectors.cpu().numpy())
         self._write_backend(folder)
-        np.save(folder / "ids.npy", self.ids)
-        np.save(folder / "vectors.npy", self.vectors.cpu().numpy())
 
     @classmethod
-    def load(cls, folder: Path, mmap: bool = True) -> ExactIndex:
+    def load(cls, folder: Path, mmap: bool = True, device: str | None = None) -> ExactIndex:
+        """mmap=True maps vectors.npy copy-on-write (CPU: no copy, pages read on demand)."""
         folder = Path(folder)
-        vectors = np.load(folder / "vectors.npy", mmap_mode="r" if mmap else None)
-        index = cls(vectors.shape[1])
+        vectors = np.load(folder / "vectors.npy", mmap_mode="c" if mmap else None)
+        index = cls(vectors.shape[1], device)
         index.ids = np.load(folder / "ids.npy")
-        index.vectors = torch.as_tensor(np.array(vectors), device=index.device)
-        index._reindex()
+        index.vectors = torch.from_numpy(np.asarray(vectors)).to(index.device)
         return index

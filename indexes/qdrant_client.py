@@ -1,10 +1,16 @@
 """Qdrant server / cluster through `qdrant-client` (also its local mode, used by the tests).
 
-Start a server: `docker run -p 6333:6333 -v qdrant:/qdrant/storage qdrant/qdrant`; a cluster:
-run nodes with `QDRANT__CLUSTER__ENABLED=true`, the first with `--uri http://node0:6335`, the
-others with `--bootstrap http://node0:6335`, then build with `--qdrant-url http://node0:6333
---shard-number 6 --replication-factor 2`. The data lives in the server; the index folder keeps
-only `backend.json` (url + collection).
+Start a server: `docker run -p 6333:6333 -v qdrant:/qdrant/storage qdrant/qdrant`, then use the
+spec `qdrant:http://localhost:6333` (or `url=`). A 3-node cluster: run each node with
+`QDRANT__CLUSTER__ENABLED=true`, the first with `./qdrant --uri http://node0:6335`, the others
+with `./qdrant --bootstrap http://node0:6335`; pass `shard_number` (e.g. 6) and
+`replication_factor` (e.g. 2) when the collection is created. `url=':memory:'` or
+`url='path:DIR'` is qdrant-client's pure-Python local mode (exact search, slow: tests only).
+
+The data lives in the server (local path mode: in DIR); the index folder keeps only
+`backend.json` (url + collection), and `load` reconnects. Cosine distance; allow-lists are a
+`HasIdCondition` (searched with `exact=True` when at most `exact_below` ids), `search(flt=...)`
+takes any `qdrant_client.models.Filter`.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import VectorIndex, pad
+from .base import VectorIndex, as_queries, clean_batch, empty_result, pad
 
 BATCH = 512
 
@@ -45,17 +51,23 @@ def connect(url: str):
     return _CLIENTS[url]
 
 
+def _local(url: str) -> bool:
+    return url == ":memory:" or url.startswith("path:")
+
+
 class QdrantClientIndex(VectorIndex):
     """One collection of a Qdrant server (cosine), ids = point ids."""
 
     kind = "qdrant"
 
-    def __init__(self, dim: int, url: str, collection: str = "ctsearch", shard_number=None,
-                 replication_factor=None, payload_indexes: dict[str, str] | None = None,
-                 client=None, create: bool = True):
+    def __init__(self, dim: int, url: str, collection: str = "ctsearch",
+                 shard_number: int | None = None, replication_factor: int | None = None,
+                 payload_indexes: dict[str, str] | None = None, hnsw_ef: int | None = None,
+                 exact_below: int = 20_000, client=None, create: bool = True):
         self.dim, self.url, self.collection = int(dim), url, collection
         self.shard_number, self.replication_factor = shard_number, replication_factor
         self.payload_indexes = dict(payload_indexes or {})
+        self.hnsw_ef, self.exact_below = hnsw_ef, int(exact_below)
         self.client = client or connect(url)
         if create and not self.client.collection_exists(collection):
             self._create()
@@ -67,7 +79,7 @@ class QdrantClientIndex(VectorIndex):
                                         ("replication_factor", self.replication_factor)) if v}
         self.client.create_collection(self.collection, vectors_config=models.VectorParams(
             size=self.dim, distance=models.Distance.COSINE), **extra)
-        if self.url == ":memory:" or self.url.startswith("path:"):
+        if _local(self.url):
             return  # local mode ignores payload indexes (and warns)
         for field, kind in self.payload_indexes.items():
             self.client.create_payload_index(self.collection, field, field_schema=kind)
@@ -78,13 +90,14 @@ class QdrantClientIndex(VectorIndex):
     def params(self) -> dict:
         return {"url": self.url, "collection": self.collection, "shard_number": self.shard_number,
                 "replication_factor": self.replication_factor,
-                "payload_indexes": self.payload_indexes}
+                "payload_indexes": self.payload_indexes, "hnsw_ef": self.hnsw_ef,
+                "exact_below": self.exact_below}
 
     def add(self, ids, vectors, payloads=None) -> None:
         from qdrant_client import models
 
-        ids = np.asarray(ids, np.int64).tolist()
-        vectors = np.asarray(vectors, np.float32)
+        ids, vectors, payloads = clean_batch(ids, vectors, self.dim, payloads)
+        ids = ids.tolist()
         for s in range(0, len(ids), BATCH):
             batch = models.Batch(ids=ids[s:s + BATCH], vectors=vectors[s:s + BATCH].tolist(),
                                  payloads=payloads[s:s + BATCH] if payloads else None)
@@ -93,28 +106,57 @@ class QdrantClientIndex(VectorIndex):
     def remove(self, ids) -> None:
         from qdrant_client import models
 
-        ids = np.asarray(ids, np.int64).tolist()
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        ids = ids[ids >= 0].tolist()
         if ids:
             self.client.delete(self.collection, models.PointIdsList(points=ids), wait=True)
 
     def search(self, queries, k, allow=None, flt=None):
+        """Top-k by cosine; `allow` = id allow-list, `flt` = an extra `models.Filter`."""
         from qdrant_client import models
 
-        must = [models.HasIdCondition(has_id=np.asarray(allow, np.int64).tolist())] if (
-            allow is not None) else []
-        must += [flt] if flt is not None else []
-        scores, ids = [], []
-        for q in np.atleast_2d(np.asarray(queries, np.float32)):
-            res = self.client.query_points(self.collection, query=q.tolist(), limit=k,
-                                           query_filter=models.Filter(must=must) if must else None)
-            scores.append(np.asarray([p.score for p in res.points], np.float32))
-            ids.append(np.asarray([p.id for p in res.points], np.int64))
-        return pad(scores, ids, k)
+        queries = as_queries(queries, self.dim)
+        if allow is not None and len(allow) == 0:
+            return empty_result(len(queries), k)
+        requests = [models.QueryRequest(query=q.tolist(), limit=k, filter=self._filter(allow, flt),
+                                        params=self._params(allow)) for q in queries]
+        if len(requests) == 1:
+            responses = [self.client.query_points(
+                self.collection, query=requests[0].query, limit=k, query_filter=requests[0].filter,
+                search_params=requests[0].params)]
+        else:
+            responses = self.client.query_batch_points(self.collection, requests)
+        return pad([np.asarray([p.score for p in r.points], np.float32) for r in responses],
+                   [np.asarray([p.id for p in r.points], np.int64) for r in responses], k)
+
+    def _filter(self, allow, flt):
+        from qdrant_client import models
+
+        must = []
+        if allow is not None:
+            allow = np.asarray(allow, np.int64).reshape(-1)
+            must.append(models.HasIdCondition(has_id=allow[allow >= 0].tolist()))
+        if flt is not None:
+            must.append(flt)
+        return models.Filter(must=must) if must else None
+
+    def _params(self, allow):
+        from qdrant_client import models
+
+        if _local(self.url):
+            return None  # local mode is always exact (and warns about search params)
+        exact = allow is not None and len(allow) <= self.exact_below
+        return models.SearchParams(hnsw_ef=self.hnsw_ef, exact=exact)
 
     def save(self, folder: Path) -> None:
+        """Only `backend.json`: the points live in the server (or the local-mode folder)."""
         self._write_backend(Path(folder))
 
     @classmethod
     def load(cls, folder: Path, mmap: bool = True, client=None) -> QdrantClientIndex:
         meta = json.loads((Path(folder) / "backend.json").read_text())
-        return cls(meta["dim"], client=client, create=False, **meta["params"])
+        index = cls(meta["dim"], client=client, create=False, **meta["params"])
+        if not index.client.collection_exists(index.collection):
+            raise FileNotFoundError(f"{folder}: collection {index.collection!r} is missing on "
+                                    f"{index.url}")
+        return index
