@@ -42,6 +42,7 @@ def run_demo(
         summary["train"] = metrics["best"]
         summary["paths"]["model"] = str(out / "run" / "model_best.pt")
         summary.update(_index_and_query(out, home, workers, bar))
+        summary["paths"]["index"] = summary.pop("index_path")
     return summary
 
 
@@ -61,6 +62,7 @@ def _index_and_query(out: Path, home: str | Path | None, workers: int, bar) -> d
          {"report": "Cardiomegaly.", "split": "valid", "where": "age > 50"}),
     ]
     return {"index": {k: info[k] for k in ("name", "counts", "build_seconds", "backend")},
+            "index_path": str(searcher.folder),
             "queries": [(title, searcher.query(k=5, **kw)) for title, kw in queries]}
 
 
