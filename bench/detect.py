@@ -41,7 +41,7 @@ def _mean(per: dict) -> dict:
 def run_detect_bench(index: str, home: str | Path | None = None, mode: str = "corrected",
                      split: str | None = "valid", threshold_split: str | None = "train",
                      templates: tuple[str, ...] = ("official", "v1"), draws: int = 1000,
-                     out: str | Path | None = None) -> dict:
+                     out: str | Path | None = None, head: str | Path | None = None) -> dict:
     """Official mode: thresholds on the evaluation split, weighted F1; corrected: separate split."""
     from ctsearch.search import Searcher
 
@@ -51,7 +51,13 @@ def run_detect_bench(index: str, home: str | Path | None = None, mode: str = "co
     labels = np.array([[r[p] or 0 for p in PATHOLOGIES] for r in s.rows])
     ev = _split(s.rows, split)
     th = ev if mode == "official" else _split(s.rows, threshold_split)
-    probs = {t: _probs(s, t) for t in templates}
+    if head:  # ClassFine: a trained linear head instead of prompts
+        from ctsearch.classfine import head_probs, load_head
+
+        templates = ("classfine",)
+        probs = {"classfine": head_probs(load_head(head, s.info["model"]["id"]), s.vectors)}
+    else:
+        probs = {t: _probs(s, t) for t in templates}
     main = probs[templates[0]]
     per = _per_finding(main, labels, ev, th, weighted=mode == "official")
     report = {"mode": mode, "split": split, "threshold_split": split if mode == "official"

@@ -157,6 +157,7 @@ def detect_bench_cmd(
     threshold_split: str = typer.Option("train", help="Split the thresholds are chosen on."),
     templates: str = typer.Option("official,v1", help="Prompt templates compared; first = main."),
     draws: int = typer.Option(1000, help="Bootstrap resamples."),
+    head: Path = typer.Option(None, exists=True, help="Evaluate a ClassFine head instead."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON object only."),
     home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
     out: Path = typer.Option(Path("bench-out"), help="Results folder (JSON written here)."),
@@ -168,7 +169,7 @@ def detect_bench_cmd(
 
     try:
         r = run_detect_bench(index, home, mode, split, threshold_split,
-                             tuple(templates.split(",")), draws, out)
+                             tuple(templates.split(",")), draws, out, head)
     except (ValueError, FileNotFoundError) as exc:
         from .ui import fail
 

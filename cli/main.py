@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import bench, data, demo, export, index
+from . import bench, data, demo, export, finetune, index
 from .detect import detect_cmd
 from .labels import labels_cmd
 from .preprocess import preprocess_cmd
@@ -18,6 +18,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(bench.app, name="bench")
 app.add_typer(index.app, name="index")
 app.add_typer(export.app, name="export")
+app.add_typer(finetune.app, name="finetune")
 app.command("preprocess")(preprocess_cmd)
 app.command("demo")(demo.demo_cmd)
 app.command("train")(train_cmd)

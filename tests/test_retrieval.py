@@ -89,3 +89,37 @@ def test_bench_detect_on_an_index(world):
     assert set(r["templates"]) == {"official", "v1"} and len(r["ci95"]["auroc"]) == 2
     off = run_detect_bench("base", world["home"], mode="official", split=None, draws=5)
     assert off["threshold_split"] is None and off["mode"] == "official"
+
+
+def test_classfine_head_learns_a_separable_label_and_loads_as_lipro(world, tmp_path):
+    import torch
+
+    from ctsearch.classfine import head_probs, load_head, to_lipro, train_head
+    from ctsearch.detection import auroc
+    from ctsearch.models import load_checkpoint, to_official
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((200, 8)).astype(np.float32)
+    y = (z[:, :1] > 0.3).astype(np.float32)  # a label the latent's first unit decides
+    head = train_head(z, y, epochs=300)
+    probs = head_probs({"weight": head.weight.detach(), "bias": head.bias.detach()}, z)
+    assert auroc(probs[:, 0], y[:, 0]) > 0.97
+    from ctsearch.cli.main import app
+
+    res = CliRunner().invoke(app, [
+        "finetune", "classfine", "--index", "base", "--home", str(world["home"]), "--out",
+        str(tmp_path), "--split", "train", "--epochs", "20"])
+    assert res.exit_code == 0, res.output
+    saved = load_head(tmp_path / "classfine.pt", world["info"]["model"]["id"])
+    with pytest.raises(ValueError, match="head trained on model"):
+        load_head(tmp_path / "classfine.pt", "another")
+    model = load_checkpoint(world["ckpt"])
+    lipro = to_lipro(saved, to_official(model.state_dict(), model.cfg))
+    torch.save(lipro, tmp_path / "lipro.pt")
+    again = load_checkpoint(tmp_path / "lipro.pt", model.cfg)
+    assert torch.equal(again.classifier.weight, saved["weight"])
+    from ctsearch.bench.detect import run_detect_bench
+
+    r = run_detect_bench("base", world["home"], split=None, threshold_split=None, draws=5,
+                         head=tmp_path / "classfine.pt")
+    assert r["template"] == "classfine" and 0 <= r["mean"]["auroc"] <= 1

@@ -1,0 +1,31 @@
+"""`ctsearch finetune classfine`: a linear per-finding head on an index's latents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .ui import console, fail
+
+app = typer.Typer(help="Fine-tune detection heads.", no_args_is_help=True)
+
+
+@app.command("classfine")
+def classfine_cmd(
+    index: str = typer.Option(..., help="Index whose latents and labels train the head."),
+    out: Path = typer.Option(..., help="Folder for classfine.pt."),
+    split: str = typer.Option("train", help="Split to train on."),
+    epochs: int = typer.Option(300, help="Full-batch AdamW steps."),
+    lr: float = typer.Option(1e-2, help="Learning rate."),
+    home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
+) -> None:
+    """Train ClassFine (LiPro layout) on cached latents; evaluate with `bench detect --head`."""
+    from ctsearch.classfine import finetune_classfine
+
+    try:
+        path = finetune_classfine(index, out, home, split, epochs, lr)
+    except (ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc), 2) from None
+    console.print(f"head: [bold]{path}[/bold]  (ctsearch bench detect --index {index} "
+                  f"--head {path})")
