@@ -48,6 +48,9 @@ def run_detect_bench(index: str, home: str | Path | None = None, mode: str = "co
     if mode not in ("corrected", "official"):
         raise ValueError(f"--mode {mode!r}: choose corrected or official")
     s = Searcher(index, home)
+    if all(r[p] is None for r in s.rows for p in PATHOLOGIES):
+        raise ValueError(f"index {index!r} has no labels: detect metrics need them (label the "
+                         "reports with `ctsearch labels` and rebuild the index)")
     labels = np.array([[r[p] or 0 for p in PATHOLOGIES] for r in s.rows])
     ev = _split(s.rows, split)
     th = ev if mode == "official" else _split(s.rows, threshold_split)

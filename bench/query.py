@@ -105,9 +105,21 @@ def _measure(searcher, repeats: int) -> dict:
     return {"text_encode": _stats(encode), "query": _stats(plain), "query_filtered": _stats(filt)}
 
 
+def _detect_all(searcher, repeats: int = 5) -> dict:
+    """Time of `detect --all` (every volume x 18 findings); prompts cached after the first."""
+    from ctsearch.zeroshot import detect
+
+    t0 = time.perf_counter()
+    detect(searcher, all_volumes=True)
+    first = time.perf_counter() - t0
+    times = _timed(lambda i=0: detect(searcher, all_volumes=True), repeats)
+    return {"first_s": round(first, 4), "cached_p50_ms": _stats(times)["p50_ms"]}
+
+
 def run_query_bench(out: str | Path, n: int = 50_000, texts: tuple[str, ...] = ("tiny", "paper"),
                     backend: str = "exact", repeats: int = 50) -> dict:
-    """p50/p95 of `Searcher.query(report=...)` per text tower; writes out/query.json."""
+    """p50/p95 of `Searcher.query(report=...)` per text tower, and `detect --all` at N volumes;
+    writes out/query.json."""
     from ctsearch.search import Searcher
 
     report = {"n": n, "backend": backend, "repeats": repeats, "results": {}}
@@ -117,5 +129,6 @@ def run_query_bench(out: str | Path, n: int = 50_000, texts: tuple[str, ...] = (
             synthetic_index(Path(tmp) / "home", text, ckpt, n, backend)
             searcher = Searcher(text, Path(tmp) / "home", device="cpu")
             report["results"][text] = _measure(searcher, repeats)
+            report.setdefault("detect_all", {})[text] = _detect_all(searcher)
     write_json(Path(out) / "query.json", report)
     return report

@@ -109,6 +109,9 @@ def query_bench_cmd(
             for stage, v in r.items()]
     print_table(f"query latency, N = {n}, {backend}", ["text tower", "stage", "p50 ms", "p95 ms"],
                 rows)
+    for text, d in report.get("detect_all", {}).items():
+        console.print(f"detect --all, {n} volumes x 18 findings ({text}): first {d['first_s']} s "
+                      f"(encodes the prompts), then {d['cached_p50_ms']} ms")
     console.print(f"JSON: {out / 'query.json'}")
 
 

@@ -101,3 +101,34 @@ def test_export_tsne_parquet_and_plots(world, tmp_path):
         table.column("x").to_pylist()  # deterministic with the seed
     assert [abnormality_bin(n) for n in (0, 2, 6, 9, 12, 15)] == ["0", "1-3", "4-6", "7-9",
                                                                  "10-12", ">=13"]
+
+
+def test_unknown_label_suggests_the_nearest(world):
+    s = Searcher("base", world["home"])
+    with pytest.raises(QueryError, match="did you mean 'Pleural effusion'"):
+        s.query(report="x", labels=("pleural efusion",))
+
+
+def test_detect_metrics_need_labels(tmp_path):
+    from ctsearch.bench.detect import run_detect_bench
+    from ctsearch.bench.query import _model, synthetic_index
+
+    ckpt = _model(tmp_path / "m", "tiny")
+    folder = synthetic_index(tmp_path / "home", "nolabels", ckpt, 30)
+    import pyarrow.parquet as pq
+
+    from ctsearch.search.store import VOLUMES
+
+    table = pq.read_table(folder / VOLUMES)
+    for p in PATHOLOGIES:
+        i = table.column_names.index(p)
+        table = table.set_column(i, p, pa_nulls(table.num_rows, table.schema.field(p).type))
+    pq.write_table(table, folder / VOLUMES)
+    with pytest.raises(ValueError, match="has no labels"):
+        run_detect_bench("nolabels", tmp_path / "home", split=None, draws=2)
+
+
+def pa_nulls(n, typ):
+    import pyarrow as pa
+
+    return pa.nulls(n, typ)

@@ -26,7 +26,11 @@ def resolve_label(name: str) -> str:
     """A finding by its CT-RATE name, any case, or its snake_case alias."""
     col = LABEL_ALIASES.get(snake(name))
     if col is None:
-        raise QueryError(f"--label {name!r}: unknown finding; choose from "
+        import difflib
+
+        near = difflib.get_close_matches(snake(name), list(LABEL_ALIASES), n=1, cutoff=0.5)
+        hint = f"did you mean {LABEL_ALIASES[near[0]]!r}? " if near else ""
+        raise QueryError(f"--label {name!r}: unknown finding; {hint}choose from "
                          f"{', '.join(sorted(LABEL_ALIASES))}")
     return col
 
