@@ -29,3 +29,27 @@ def classfine_cmd(
         raise fail(str(exc), 2) from None
     console.print(f"head: [bold]{path}[/bold]  (ctsearch bench detect --index {index} "
                   f"--head {path})")
+
+
+@app.command("vocabfine")
+def vocabfine_cmd(
+    index: str = typer.Option(..., help="Index whose latents, labels and model are used."),
+    out: Path = typer.Option(..., help="Folder for model-vocabfine.pt."),
+    split: str = typer.Option("train", help="Split to train on."),
+    epochs: int = typer.Option(30, help="Epochs over the training latents."),
+    lr: float = typer.Option(1e-4, help="Learning rate of the text side."),
+    loss: str = typer.Option("ce", help="ce (paper) | mse (official script)."),
+    home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
+) -> None:
+    """Fine-tune the text side on prompt pairs vs labels (image latents from the index)."""
+    from ctsearch.search import Searcher
+    from ctsearch.vocabfine import train_vocabfine
+
+    if loss not in ("ce", "mse"):
+        raise fail(f"--loss {loss!r}: choose ce or mse", 2)
+    try:
+        path = train_vocabfine(Searcher(index, home), out, split, epochs, lr, loss=loss)
+    except (ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc), 2) from None
+    console.print(f"model: [bold]{path}[/bold]  (index it: ctsearch index build --name "
+                  f"{index}-vocabfine --data DATA --model {path})")

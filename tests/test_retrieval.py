@@ -123,3 +123,23 @@ def test_classfine_head_learns_a_separable_label_and_loads_as_lipro(world, tmp_p
     r = run_detect_bench("base", world["home"], split=None, threshold_split=None, draws=5,
                          head=tmp_path / "classfine.pt")
     assert r["template"] == "classfine" and 0 <= r["mean"]["auroc"] <= 1
+
+
+def test_vocabfine_trains_the_text_side_only(world, tmp_path):
+    import torch
+
+    from ctsearch.models import load_checkpoint
+    from ctsearch.search import Searcher
+    from ctsearch.vocabfine import pair_loss, train_vocabfine
+
+    z = torch.tensor([[1.0, 0.0]])
+    prompts = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    expect = -np.log(np.exp(2) / (np.exp(2) + 1))
+    assert float(pair_loss(z, prompts, torch.tensor([[1.0]]), 2.0)) == pytest.approx(expect)
+    s = Searcher("base", world["home"])
+    ckpt = train_vocabfine(s, tmp_path, split="train", epochs=3, lr=1e-3)
+    new, old = load_checkpoint(ckpt), load_checkpoint(world["ckpt"])
+    key = "visual_transformer.to_patch_emb.2.weight"
+    assert torch.equal(new.state_dict()[key], old.state_dict()[key])
+    assert not torch.equal(new.to_text_latent.weight, old.to_text_latent.weight)
+    assert (tmp_path / "tokenizer" / "vocab.txt").exists()  # travels with the checkpoint

@@ -1,0 +1,82 @@
+"""VocabFine on an index's latents: fine-tune the text side on [present, absent] prompt pairs.
+
+The paper's CT-VocabFine trains all parameters with each finding's prompt pair scored against
+the volume, the label deciding which prompt is correct. Here the image latents come from the index
+(the image encoder stays fixed; the latents do not change), and the text tower, its projection and
+the temperature are trained — minutes on a CPU, and any finding text still works afterwards (open
+vocabulary). Loss: cross-entropy over the pair (the paper's formulation), or `mse` = MSE between
+the pair's softmax and the one-hot target (the official `ct_vocabfine_train.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data.schema import PATHOLOGIES
+from .models import save_checkpoint
+from .models.text import tokenize
+from .zeroshot import prompt_texts
+
+log = logging.getLogger(__name__)
+
+
+def _prompt_latents(encoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(F*2, L) tokens -> (F, 2, dim) text latents, with gradients."""
+    return encoder.model.encode_text(ids, mask).reshape(-1, 2, encoder.dim)
+
+
+def pair_loss(latents: torch.Tensor, prompts: torch.Tensor, labels: torch.Tensor, scale,
+              kind: str = "ce") -> torch.Tensor:
+    """Loss of (B, dim) latents against (F, 2, dim) prompts for (B, F) 0/1 labels."""
+    logits = scale * torch.einsum("bd,fkd->bfk", latents, prompts)
+    target = (1 - labels).long()  # index 0 = "present" prompt
+    if kind == "mse":
+        return F.mse_loss(logits.softmax(-1), F.one_hot(target, 2).float())
+    return F.cross_entropy(logits.reshape(-1, 2), target.reshape(-1))
+
+
+def train_vocabfine(searcher, out: str | Path, split: str = "train", epochs: int = 30,
+                    lr: float = 1e-4, batch: int = 64, loss: str = "ce", seed: int = 0) -> Path:
+    """Fine-tune the index model's text side in place; writes OUT/model-vocabfine.pt."""
+    enc, rows = searcher.encoder, [i for i, r in enumerate(searcher.rows) if r["split"] == split]
+    if not rows:
+        raise ValueError(f"index {searcher.name!r} has no {split!r} volumes to train on")
+    z = torch.as_tensor(searcher.vectors[rows], dtype=torch.float32)
+    y = torch.as_tensor(np.array([[searcher.rows[i][p] or 0 for p in PATHOLOGIES]
+                                  for i in rows]), dtype=torch.float32)
+    tok = tokenize(enc.tokenizer, [t for pair in prompt_texts(list(PATHOLOGIES)) for t in pair],
+                   enc.model.cfg.text.max_length, padding="longest")
+    model = enc.model.train()
+    params = [*model.text_transformer.parameters(), *model.to_text_latent.parameters(),
+              model.temperature]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        for idx in torch.randperm(len(rows), generator=gen).split(batch):
+            prompts = _prompt_latents(enc, tok["input_ids"], tok["attention_mask"])
+            value = pair_loss(z[idx], prompts, y[idx], model.logit_scale, loss)
+            opt.zero_grad()
+            value.backward()
+            opt.step()
+        log.info("VocabFine epoch %d: loss %.4f", epoch + 1, float(value.detach()))
+    model.eval()
+    _copy_tokenizer(enc, Path(out))
+    return save_checkpoint(model, Path(out) / "model-vocabfine.pt",
+                           {"vocabfine": {"split": split, "epochs": epochs, "lr": lr,
+                                          "loss": loss, "base": enc.fingerprint()["id"]}})
+
+
+def _copy_tokenizer(enc, out: Path) -> None:
+    """A tokenizer named relative to the checkpoint travels with the new checkpoint."""
+    import shutil
+
+    name = enc.model.cfg.text.tokenizer
+    if name and not Path(name).is_absolute():
+        src = enc.path.parent / name
+        if src.resolve() != (out / name).resolve():
+            shutil.copytree(src, out / name, dirs_exist_ok=True)
