@@ -25,9 +25,9 @@ def _split(rows: list[dict], split: str | None) -> np.ndarray:
     return idx
 
 
-def _per_finding(probs, labels, ev, th, weighted: bool) -> dict:
+def _per_finding(probs, labels, ev, th, weighted: bool, findings=PATHOLOGIES) -> dict:
     out = {}
-    for j, name in enumerate(PATHOLOGIES):
+    for j, name in enumerate(findings):
         thr = nearest_corner_threshold(probs[th, j], labels[th, j])
         out[name] = finding_metrics(probs[ev, j], labels[ev, j], thr, weighted)
     return out
@@ -41,7 +41,8 @@ def _mean(per: dict) -> dict:
 def run_detect_bench(index: str, home: str | Path | None = None, mode: str = "corrected",
                      split: str | None = "valid", threshold_split: str | None = "train",
                      templates: tuple[str, ...] = ("official", "v1"), draws: int = 1000,
-                     out: str | Path | None = None, head: str | Path | None = None) -> dict:
+                     out: str | Path | None = None, head: str | Path | None = None,
+                     external: bool = False) -> dict:
     """Official mode: thresholds on the evaluation split, weighted F1; corrected: separate split."""
     from ctsearch.search import Searcher
 
@@ -61,14 +62,22 @@ def run_detect_bench(index: str, home: str | Path | None = None, mode: str = "co
         probs = {"classfine": head_probs(load_head(head, s.info["model"]["id"]), s.vectors)}
     else:
         probs = {t: _probs(s, t) for t in templates}
+    findings = list(PATHOLOGIES)
+    if external:  # the paper's RAD-ChestCT mapping: 16 findings, calcifications merged by max
+        from ctsearch.detection import external_mapping
+
+        mapped = {t: external_mapping(p, labels, list(PATHOLOGIES)) for t, p in probs.items()}
+        probs = {t: m[0] for t, m in mapped.items()}
+        labels, findings = mapped[templates[0]][1], mapped[templates[0]][2]
     main = probs[templates[0]]
-    per = _per_finding(main, labels, ev, th, weighted=mode == "official")
+    per = _per_finding(main, labels, ev, th, mode == "official", findings)
     report = {"mode": mode, "split": split, "threshold_split": split if mode == "official"
               else threshold_split, "template": templates[0], "n": int(len(ev)),
               "per_finding": per, "mean": _mean(per),
               "ci95": {"auroc": bootstrap_auroc(main[ev], labels[ev], draws)},
-              "templates": {t: _mean(_per_finding(p, labels, ev, th, mode == "official"))["auroc"]
-                            for t, p in probs.items()}}
+              "templates": {t: _mean(_per_finding(p, labels, ev, th, mode == "official",
+                                                  findings))["auroc"] for t, p in probs.items()},
+              "external_mapping": external}
     if out:
         write_json(Path(out) / f"detect-{index}-{mode}.json", report)
     return report

@@ -161,6 +161,7 @@ def detect_bench_cmd(
     templates: str = typer.Option("official,v1", help="Prompt templates compared; first = main."),
     draws: int = typer.Option(1000, help="Bootstrap resamples."),
     head: Path = typer.Option(None, exists=True, help="Evaluate a ClassFine head instead."),
+    external: bool = typer.Option(False, help="The paper's external-set mapping (16 findings)."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON object only."),
     home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
     out: Path = typer.Option(Path("bench-out"), help="Results folder (JSON written here)."),
@@ -172,7 +173,7 @@ def detect_bench_cmd(
 
     try:
         r = run_detect_bench(index, home, mode, split, threshold_split,
-                             tuple(templates.split(",")), draws, out, head)
+                             tuple(templates.split(",")), draws, out, head, external)
     except (ValueError, FileNotFoundError) as exc:
         from .ui import fail
 

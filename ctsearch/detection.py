@@ -64,3 +64,17 @@ def bootstrap_auroc(probs: np.ndarray, labels: np.ndarray, draws: int = 1000,
         means.append(np.nanmean([auroc(probs[idx, j], labels[idx, j])
                                  for j in range(labels.shape[1])]))
     return [float(np.nanpercentile(means, 2.5)), float(np.nanpercentile(means, 97.5))]
+
+
+def external_mapping(probs: np.ndarray, labels: np.ndarray, findings: list[str]
+                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The paper's mapping to an external set (RAD-ChestCT): coronary artery wall calcification
+    and mosaic attenuation pattern are dropped; arterial wall calcification scores
+    max(P(arterial), P(coronary)), as the official `evaluate_external` (16 findings)."""
+    art, cor = findings.index("Arterial wall calcification"), findings.index(
+        "Coronary artery wall calcification")
+    probs = probs.copy()
+    probs[:, art] = np.maximum(probs[:, art], probs[:, cor])
+    keep = [j for j, f in enumerate(findings)
+            if f not in ("Coronary artery wall calcification", "Mosaic attenuation pattern")]
+    return probs[:, keep], labels[:, keep], [findings[j] for j in keep]

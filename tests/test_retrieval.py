@@ -143,3 +143,24 @@ def test_vocabfine_trains_the_text_side_only(world, tmp_path):
     assert torch.equal(new.state_dict()[key], old.state_dict()[key])
     assert not torch.equal(new.to_text_latent.weight, old.to_text_latent.weight)
     assert (tmp_path / "tokenizer" / "vocab.txt").exists()  # travels with the checkpoint
+
+
+def test_external_mapping_merges_calcifications_and_drops_two():
+    from ctsearch.data.schema import PATHOLOGIES
+    from ctsearch.detection import external_mapping
+
+    probs = np.tile(np.linspace(0, 1, 18), (2, 1))
+    labels = np.zeros((2, 18), int)
+    p, y, names = external_mapping(probs, labels, list(PATHOLOGIES))
+    assert p.shape == (2, 16) and len(names) == 16 and y.shape == (2, 16)
+    assert "Mosaic attenuation pattern" not in names
+    art = names.index("Arterial wall calcification")
+    assert p[0, art] == probs[0, PATHOLOGIES.index("Coronary artery wall calcification")]
+
+
+def test_bench_detect_external(world):
+    from ctsearch.bench.detect import run_detect_bench
+
+    r = run_detect_bench("base", world["home"], split=None, threshold_split=None, draws=3,
+                         external=True)
+    assert len(r["per_finding"]) == 16 and r["external_mapping"]
