@@ -51,11 +51,33 @@ def scores(pred: np.ndarray, y: np.ndarray) -> dict:
     return {"per_finding": per, "macro_f1": float(np.mean([v["f1"] for v in per.values()]))}
 
 
-def run_labels_bench(reports: str | Path, labels: str | Path, out: str | Path | None = None
-                     ) -> dict:
+def train_labeler_on(reports: str | Path, labels: str | Path, out: str | Path,
+                     text_encoder: str = "minilm", epochs: int = 3, lr: float = 5e-5,
+                     all_scans: bool = False) -> Path:
+    """Train the learned labeler on the development scans (or all) of a reports/labels pair."""
+    from ctsearch.labeler_model import train_labeler
+
+    parts = _pairs(Path(reports), Path(labels))
+    rows = parts["dev"] + (parts["held_out"] if all_scans else [])
+    if not rows:
+        raise ValueError(f"{reports}: no labelled reports")
+    return train_labeler([t for t, _ in rows], np.array([y for _, y in rows]), out,
+                         text_encoder, epochs, lr)
+
+
+def run_labels_bench(reports: str | Path, labels: str | Path, out: str | Path | None = None,
+                     model: str | Path | None = None) -> dict:
+    """Rules (or a trained labeler folder) vs the silver labels, dev and held-out parts."""
     report = {}
+    learned = None
+    if model:
+        from ctsearch.labeler_model import ModelLabeler
+
+        learned = ModelLabeler(model)
     for part, rows in _pairs(Path(reports), Path(labels)).items():
-        pred = np.array([[label_report(t)[p] for p in PATHOLOGIES] for t, _ in rows], bool)
+        texts = [t for t, _ in rows]
+        pred = (learned.label(texts).astype(bool) if learned else
+                np.array([[label_report(t)[p] for p in PATHOLOGIES] for t in texts], bool))
         y = np.array([yy for _, yy in rows], bool)
         report[part] = {"n_scans": len(rows), **scores(pred, y)}
     if out:

@@ -192,12 +192,13 @@ def detect_bench_cmd(
 def labels_bench_cmd(
     reports: Path = typer.Option(..., exists=True, help="Real CT-RATE reports CSV."),
     labels: Path = typer.Option(..., exists=True, help="Their silver labels CSV."),
+    model: Path = typer.Option(None, exists=True, help="A trained labeler folder (else rules)."),
     out: Path = typer.Option(Path("bench-out"), help="Results folder (JSON written here)."),
 ) -> None:
-    """Rule labeler vs CT-RATE silver labels: per-finding P/R/F1, macro-F1, dev and held-out."""
+    """Labeler vs CT-RATE silver labels: per-finding P/R/F1, macro-F1, dev and held-out."""
     from ctsearch.bench.labels import run_labels_bench
 
-    r = run_labels_bench(reports, labels, out)
+    r = run_labels_bench(reports, labels, out, model)
     rows = [[p, *(_fmt(r[part]["per_finding"][p]["f1"]) for part in r)]
             for p in r["dev"]["per_finding"]]
     rows.append(["macro-F1", *(_fmt(r[part]["macro_f1"]) for part in r)])

@@ -1,4 +1,4 @@
-"""`ctsearch labels`: the 18 CT-RATE findings from report text (rule-based, negation-aware)."""
+"""`ctsearch labels`: the 18 CT-RATE findings from report text (rules, or a trained model)."""
 
 from __future__ import annotations
 
@@ -8,29 +8,70 @@ import typer
 
 from .ui import console, fail, print_table
 
+app = typer.Typer(help="Label reports (rule-based by default; `labels train` for a model).",
+                  invoke_without_command=True)
 
+
+@app.callback()
 def labels_cmd(
+    ctx: typer.Context,
     reports: Path = typer.Option(None, exists=True, help="CT-RATE reports CSV to label."),
     out: Path = typer.Option(None, help="Labels CSV to write (CT-RATE labels format)."),
     text: str = typer.Option(None, help="Label one report text instead."),
     explain: bool = typer.Option(False, help="Show the sentence and rule behind each finding."),
+    model: Path = typer.Option(None, exists=True, help="A trained labeler folder (labels train)."),
 ) -> None:
     """Label reports: `--reports R.csv --out L.csv`, or `--text '...' [--explain]`."""
-    from ctsearch.labeler import explain as explain_text
+    if ctx.invoked_subcommand:
+        return
     from ctsearch.labeler import label_csv, label_report
 
     if text is not None:
-        labels = label_report(text)
+        labels = _model_labels(model, text) if model else label_report(text)
         print_table("labels", ["finding", "label"], [[f, v] for f, v in labels.items()])
-        if explain:
-            rows = [[e.finding, "negated" if e.negated else "positive", e.pattern,
-                     e.sentence[:80]] for e in explain_text(text)]
-            print_table("evidence", ["finding", "mention", "rule", "sentence"], rows)
+        if explain and not model:
+            _explain(text)
         return
     if reports is None or out is None:
         raise fail("give --reports and --out, or --text", 2)
     try:
-        n = label_csv(str(reports), str(out))
+        n = label_csv(str(reports), str(out), model)
     except (ValueError, OSError) as exc:
         raise fail(str(exc), 2) from None
     console.print(f"{n} reports labelled -> {out}")
+
+
+def _model_labels(model: Path, text: str) -> dict:
+    from ctsearch.data.schema import PATHOLOGIES
+    from ctsearch.labeler_model import ModelLabeler
+
+    return dict(zip(PATHOLOGIES, ModelLabeler(model).label([text])[0].tolist(), strict=True))
+
+
+def _explain(text: str) -> None:
+    from ctsearch.labeler import explain
+
+    rows = [[e.finding, "negated" if e.negated else "positive", e.pattern, e.sentence[:80]]
+            for e in explain(text)]
+    print_table("evidence", ["finding", "mention", "rule", "sentence"], rows)
+
+
+@app.command("train")
+def train_cmd(
+    reports: Path = typer.Option(..., exists=True, help="Reports CSV (CT-RATE format)."),
+    labels: Path = typer.Option(..., exists=True, help="Their labels CSV."),
+    out: Path = typer.Option(..., help="Model folder to write."),
+    text_encoder: str = typer.Option("minilm", help="Local BERT-family folder, or 'minilm'."),
+    epochs: int = typer.Option(3, help="Epochs."),
+    lr: float = typer.Option(5e-5, help="Learning rate."),
+    all_scans: bool = typer.Option(False, help="Train on every scan (default: the development "
+                                   "scans only, keeping the held-out ones for bench labels)."),
+) -> None:
+    """Fine-tune a BERT-family classifier on labelled reports."""
+    from ctsearch.bench.labels import train_labeler_on
+
+    try:
+        folder = train_labeler_on(reports, labels, out, text_encoder, epochs, lr, all_scans)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc), 2) from None
+    console.print(f"labeler: [bold]{folder}[/bold]")

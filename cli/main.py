@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from . import bench, data, demo, export, finetune, index
+from . import bench, data, demo, export, finetune, index, labels
 from .detect import detect_cmd
-from .labels import labels_cmd
 from .preprocess import preprocess_cmd
 from .query import query_cmd
 from .train import train_cmd
@@ -19,12 +18,12 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(index.app, name="index")
 app.add_typer(export.app, name="export")
 app.add_typer(finetune.app, name="finetune")
+app.add_typer(labels.app, name="labels")
 app.command("preprocess")(preprocess_cmd)
 app.command("demo")(demo.demo_cmd)
 app.command("train")(train_cmd)
 app.command("query")(query_cmd)
 app.command("detect")(detect_cmd)
-app.command("labels")(labels_cmd)
 
 
 @app.callback()

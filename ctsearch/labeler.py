@@ -122,8 +122,10 @@ def label_report(text: str) -> dict[str, int]:
     return {f: int(f in positive) for f in PATHOLOGIES}
 
 
-def label_csv(reports_csv: str, out_csv: str) -> int:
-    """CT-RATE reports CSV -> CT-RATE labels CSV (`VolumeName` + the 18 columns); returns rows."""
+def label_csv(reports_csv: str, out_csv: str, model: str | None = None) -> int:
+    """CT-RATE reports CSV -> CT-RATE labels CSV (`VolumeName` + the 18 columns); returns rows.
+
+    `model`: a trained labeler folder (`ctsearch labels train`) instead of the rules."""
     import csv
 
     from .fsutil import atomic_output
@@ -133,12 +135,18 @@ def label_csv(reports_csv: str, out_csv: str) -> int:
     missing = {"VolumeName", "Findings_EN", "Impressions_EN"} - set(rows[0] if rows else {})
     if missing:
         raise ValueError(f"{reports_csv}: missing column(s) {sorted(missing)}")
+    texts = [report_of(r) for r in rows]
+    if model:
+        from .labeler_model import ModelLabeler
+
+        matrix = ModelLabeler(model).label(texts).tolist()
+    else:
+        matrix = [[label_report(t)[p] for p in PATHOLOGIES] for t in texts]
     with atomic_output(out_csv, ".csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["VolumeName", *PATHOLOGIES])
-        for r in rows:
-            labels = label_report(report_of(r))
-            w.writerow([r["VolumeName"], *(labels[p] for p in PATHOLOGIES)])
+        for r, labels in zip(rows, matrix, strict=True):
+            w.writerow([r["VolumeName"], *labels])
     return len(rows)
 
 

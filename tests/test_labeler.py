@@ -62,3 +62,28 @@ def test_real_reports_macro_f1_on_held_out_scans(shared):
     root = shared / "fixtures/ctrate_real"
     r = run_labels_bench(root / "train_reports.csv", root / "train_reports_labels.csv")
     assert r["held_out"]["n_scans"] > 300 and r["held_out"]["macro_f1"] >= 0.90
+
+
+def test_learned_labeler_trains_saves_and_labels(tmp_path):
+    import numpy as np
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from ctsearch.labeler_model import ModelLabeler, train_labeler
+    from ctsearch.models.text import train_wordpiece
+
+    texts = ["pleural effusion on the right.", "no abnormal finding.", "right pleural effusion.",
+             "lungs are clear."] * 6
+    y = np.zeros((len(texts), len(PATHOLOGIES)))
+    y[:, PATHOLOGIES.index("Pleural effusion")] = [1, 0, 1, 0] * 6
+    folder = tmp_path / "bert"
+    tok = train_wordpiece(texts, folder, vocab_size=100)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=64,
+                         max_position_embeddings=64)).save_pretrained(folder)
+    out = train_labeler(texts, y, tmp_path / "labeler", str(folder), epochs=30, lr=3e-3,
+                        batch=8, max_length=16)
+    pred = ModelLabeler(out).label(["pleural effusion on the left.", "lungs are clear."])
+    j = PATHOLOGIES.index("Pleural effusion")
+    assert pred[:, j].tolist() == [1, 0] and pred.sum() == 1

@@ -1,0 +1,90 @@
+"""Optional learned report labeler: a BERT-family encoder + linear head, multi-label BCE.
+
+The paper labelled CT-RATE with a fine-tuned RadBERT; here any local BERT-family folder (or the
+offline MiniLM) is fine-tuned on labelled reports (CT-RATE CSV formats). Saved as a folder:
+the encoder (`save_pretrained`), its tokenizer, and `head.pt` (weights + finding names).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data.schema import PATHOLOGIES
+from .models.text import load_tokenizer, minilm_path, tokenize
+
+log = logging.getLogger(__name__)
+
+
+class ReportClassifier(nn.Module):
+    """CLS of the encoder -> Linear(hidden -> 18) logits."""
+
+    def __init__(self, encoder, n: int = len(PATHOLOGIES)):
+        super().__init__()
+        self.encoder, self.head = encoder, nn.Linear(encoder.config.hidden_size, n)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(input_ids=ids, attention_mask=mask)[0][:, 0])
+
+
+def _folder(text_encoder: str) -> Path:
+    return minilm_path() if text_encoder == "minilm" else Path(text_encoder)
+
+
+def train_labeler(texts: list[str], labels: np.ndarray, out: str | Path,
+                  text_encoder: str = "minilm", epochs: int = 3, lr: float = 5e-5,
+                  batch: int = 16, max_length: int = 256, seed: int = 0) -> Path:
+    """Fine-tune encoder + head on (texts, 0/1 labels); writes the model folder `out`."""
+    from transformers import AutoModel
+
+    torch.manual_seed(seed)
+    folder, out = _folder(text_encoder), Path(out)
+    tok = load_tokenizer(folder)
+    model = ReportClassifier(AutoModel.from_pretrained(str(folder), local_files_only=True))
+    enc = tokenize(tok, texts, max_length)
+    y = torch.as_tensor(labels, dtype=torch.float32)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    loss_fn = nn.BCEWithLogitsLoss()
+    model.train()
+    for epoch in range(epochs):
+        for idx in torch.randperm(len(texts)).split(batch):
+            loss = loss_fn(model(enc["input_ids"][idx], enc["attention_mask"][idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        log.info("labeler epoch %d: loss %.4f", epoch + 1, float(loss.detach()))
+    out.mkdir(parents=True, exist_ok=True)
+    model.encoder.save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    torch.save({"head": model.head.state_dict(), "findings": list(PATHOLOGIES),
+                "max_length": max_length}, out / "head.pt")
+    return out
+
+
+class ModelLabeler:
+    """A trained labeler folder; `label(texts)` -> (N, 18) 0/1 at probability 0.5."""
+
+    def __init__(self, folder: str | Path):
+        from transformers import AutoModel
+
+        folder = Path(folder)
+        blob = torch.load(folder / "head.pt", map_location="cpu", weights_only=True)
+        self.tok, self.max_length = load_tokenizer(folder), blob["max_length"]
+        self.model = ReportClassifier(AutoModel.from_pretrained(str(folder),
+                                                                local_files_only=True)).eval()
+        self.model.head.load_state_dict(blob["head"])
+
+    @torch.no_grad()
+    def probs(self, texts: list[str], batch: int = 32) -> np.ndarray:
+        out = []
+        for s in range(0, len(texts), batch):
+            enc = tokenize(self.tok, texts[s:s + batch], self.max_length, padding="longest")
+            out.append(torch.sigmoid(self.model(enc["input_ids"], enc["attention_mask"])))
+        return torch.cat(out).numpy() if out else np.zeros((0, len(PATHOLOGIES)))
+
+    def label(self, texts: list[str]) -> np.ndarray:
+        return (self.probs(texts) >= 0.5).astype(int)
