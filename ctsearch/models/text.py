@@ -99,7 +99,7 @@ def tokenize(tokenizer, texts: list[str], max_length: int, padding: str = "max_l
     """
     enc = tokenizer(texts, padding=padding, truncation=True, max_length=max_length,
                     return_tensors="pt", return_overflowing_tokens=False)
-    full = tokenizer(texts, truncation=False)["input_ids"]
+    full = tokenizer(texts, truncation=False, verbose=False)["input_ids"]
     cut = sum(len(ids) > max_length for ids in full)
     if cut:
         log.warning("%d of %d texts truncated to %d tokens", cut, len(texts), max_length)
