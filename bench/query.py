@@ -34,13 +34,6 @@ def _rows(n: int, seed: int) -> list[dict]:
              **{p: int(labels[i, j]) for j, p in enumerate(PATHOLOGIES)}} for i in range(n)]
 
 
-def _clustered(n: int, dim: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((64, dim)).astype(np.float32)
-    x = centres[rng.integers(0, 64, n)] + 0.4 * rng.standard_normal((n, dim), dtype=np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
 def synthetic_index(home: Path, name: str, ckpt: Path, n: int, backend: str = "exact") -> Path:
     """Write HOME/indexes/NAME in the product format for the model at `ckpt`."""
     from ctsearch.search.build import _info
@@ -50,7 +43,9 @@ def synthetic_index(home: Path, name: str, ckpt: Path, n: int, backend: str = "e
     from ctsearch.search.vectors import build_vectors
 
     enc = Encoder.load(ckpt, device="cpu")
-    rows, vecs = _rows(n, 0), _clustered(n, enc.dim, 1)
+    from ctsearch.bench.search import clustered
+
+    rows, vecs = _rows(n, 0), clustered(n, enc.dim, 1)[0]
     grid = int(np.prod(enc.model.cfg.vision.grid))
     have = {r["volume"]: {"embedding": vecs[i], "report_embedding": vecs[i],
                           "codes": np.zeros(grid, np.uint16)} for i, r in enumerate(rows)}

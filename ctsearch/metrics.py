@@ -13,14 +13,18 @@ def recall_at_k(text: torch.Tensor, image: torch.Tensor, ks=(5, 10), chunk: int 
     A hit when volume i ranks within the top K of text i's scores (ties broken toward hits
     only if strictly higher scores number fewer than K). Computed in query chunks.
     """
-    n = text.shape[0]
+    rank = paired_rank(text, image, chunk)
+    return {f"R@{k}": float((rank < k).float().mean()) for k in ks}
+
+
+def paired_rank(text: torch.Tensor, image: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """Per text i: how many images score strictly higher than its own image i (0 = first)."""
     ranks = []
-    for start in range(0, n, chunk):
+    for start in range(0, text.shape[0], chunk):
         s = text[start:start + chunk] @ image.t()
         own = s[torch.arange(s.shape[0]), torch.arange(start, start + s.shape[0])]
         ranks.append((s > own[:, None]).sum(dim=1))
-    rank = torch.cat(ranks)
-    return {f"R@{k}": float((rank < k).float().mean()) for k in ks}
+    return torch.cat(ranks)
 
 
 def random_recall(n: int, ks=(5, 10)) -> dict:

@@ -64,9 +64,12 @@ def map_corrected(latents: np.ndarray, labels: np.ndarray, scans: list[str], ks=
 
 def recall_hits(text: np.ndarray, image: np.ndarray, ks=RECALL_KS) -> dict:
     """Per query (text i pairs with image i): 1.0 when image i ranks within the top K."""
-    scores = text @ image.T
-    own = scores[np.arange(len(text)), np.arange(len(text))]
-    rank = (scores > own[:, None]).sum(1)
+    import torch
+
+    from .metrics import paired_rank
+
+    rank = paired_rank(torch.from_numpy(np.ascontiguousarray(text)),
+                       torch.from_numpy(np.ascontiguousarray(image))).numpy()
     return {str(k): (rank < k).astype(np.float64) for k in ks}
 
 
