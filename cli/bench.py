@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .ui import console, print_table, progress_bar
+from .ui import console, exit_on_error, print_table, progress_bar
 
 app = typer.Typer(help="Benchmarks (tables + JSON, ratios against a baseline in the same run).",
                   no_args_is_help=True)
@@ -134,13 +134,9 @@ def retrieval_bench_cmd(
 
     from ctsearch.bench.retrieval import run_retrieval_bench
 
-    try:
+    with exit_on_error():
         r = run_retrieval_bench(index, home, mode, None if split == "all" else split, per_scan,
                                 out)
-    except (ValueError, FileNotFoundError) as exc:
-        from .ui import fail
-
-        raise fail(str(exc), 2) from None
     if as_json:
         print(json.dumps(r))
         return
@@ -171,13 +167,9 @@ def detect_bench_cmd(
 
     from ctsearch.bench.detect import run_detect_bench
 
-    try:
+    with exit_on_error():
         r = run_detect_bench(index, home, mode, split, threshold_split,
                              tuple(templates.split(",")), draws, out, head, external)
-    except (ValueError, FileNotFoundError) as exc:
-        from .ui import fail
-
-        raise fail(str(exc), 2) from None
     if as_json:
         print(json.dumps(r))
         return

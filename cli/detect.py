@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .ui import console, fail, print_table
+from .ui import console, exit_on_error, print_table
 
 
 def detect_cmd(
@@ -28,11 +28,9 @@ def detect_cmd(
     from ctsearch.search import Searcher
     from ctsearch.zeroshot import detect
 
-    try:
+    with exit_on_error():
         table = detect(Searcher(index, home, model), list(finding or ()) or None, volume, like,
                        all_volumes, template)
-    except (ValueError, FileNotFoundError) as exc:
-        raise fail(str(exc), 2) from None
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, out)

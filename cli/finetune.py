@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .ui import console, fail
+from .ui import console, exit_on_error, fail
 
 app = typer.Typer(help="Fine-tune detection heads.", no_args_is_help=True)
 
@@ -23,10 +23,8 @@ def classfine_cmd(
     """Train ClassFine (LiPro layout) on cached latents; evaluate with `bench detect --head`."""
     from ctsearch.classfine import finetune_classfine
 
-    try:
+    with exit_on_error():
         path = finetune_classfine(index, out, home, split, epochs, lr)
-    except (ValueError, FileNotFoundError) as exc:
-        raise fail(str(exc), 2) from None
     console.print(f"head: [bold]{path}[/bold]  (ctsearch bench detect --index {index} "
                   f"--head {path})")
 
@@ -47,9 +45,7 @@ def vocabfine_cmd(
 
     if loss not in ("ce", "mse"):
         raise fail(f"--loss {loss!r}: choose ce or mse", 2)
-    try:
+    with exit_on_error():
         path = train_vocabfine(Searcher(index, home), out, split, epochs, lr, loss=loss)
-    except (ValueError, FileNotFoundError) as exc:
-        raise fail(str(exc), 2) from None
     console.print(f"model: [bold]{path}[/bold]  (index it: ctsearch index build --name "
                   f"{index}-vocabfine --data DATA --model {path})")

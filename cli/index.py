@@ -8,10 +8,9 @@ from pathlib import Path
 
 import typer
 
-from .ui import console, fail, print_table, progress_bar
+from .ui import console, exit_on_error, print_table, progress_bar
 
 app = typer.Typer(help="Build, merge and inspect index folders.", no_args_is_help=True)
-ERRORS = (ValueError, FileNotFoundError, ImportError, OSError)
 
 
 def _options(qdrant_url: str | None, shard_number: int | None,
@@ -48,13 +47,10 @@ def build_cmd(
     opts = _options(qdrant_url, shard_number, replication_factor)
     if qdrant_url and backend in (None, "exact"):
         backend = "qdrant"
-    try:
-        with ExitStack() as stack:
-            info = build_index(data, model, name, backend, home, rebuild, shard, tokenizer,
-                               text_field, opts, batch_size, workers,
-                               progress_for=lambda s: stack.enter_context(progress_bar(s)))
-    except ERRORS as exc:
-        raise fail(str(exc), 2) from None
+    with exit_on_error(), ExitStack() as stack:
+        info = build_index(data, model, name, backend, home, rebuild, shard, tokenizer,
+                           text_field, opts, batch_size, workers,
+                           progress_for=lambda s: stack.enter_context(progress_bar(s)))
     _print_info(info)
 
 
@@ -67,10 +63,8 @@ def merge_cmd(
     """Join the shards of `index build --shard i/n` into one index."""
     from ctsearch.search import merge_shards
 
-    try:
+    with exit_on_error():
         info = merge_shards(name, home, backend)
-    except ERRORS as exc:
-        raise fail(str(exc), 2) from None
     _print_info(info)
 
 
@@ -82,10 +76,8 @@ def info_cmd(
     """Print an index's index.json."""
     from ctsearch.search import index_dir, read_index_json
 
-    try:
+    with exit_on_error():
         info = read_index_json(index_dir(name, home))
-    except ERRORS as exc:
-        raise fail(str(exc), 2) from None
     console.print_json(json.dumps({k: v for k, v in info.items() if k != "failed"}, default=str))
 
 

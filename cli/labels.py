@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .ui import console, fail, print_table
+from .ui import console, exit_on_error, fail, print_table
 
 app = typer.Typer(help="Label reports (rule-based by default; `labels train` for a model).",
                   invoke_without_command=True)
@@ -34,10 +34,8 @@ def labels_cmd(
         return
     if reports is None or out is None:
         raise fail("give --reports and --out, or --text", 2)
-    try:
+    with exit_on_error():
         n = label_csv(str(reports), str(out), model)
-    except (ValueError, OSError) as exc:
-        raise fail(str(exc), 2) from None
     console.print(f"{n} reports labelled -> {out}")
 
 
@@ -70,8 +68,6 @@ def train_cmd(
     """Fine-tune a BERT-family classifier on labelled reports."""
     from ctsearch.bench.labels import train_labeler_on
 
-    try:
+    with exit_on_error():
         folder = train_labeler_on(reports, labels, out, text_encoder, epochs, lr, all_scans)
-    except (ValueError, OSError) as exc:
-        raise fail(str(exc), 2) from None
     console.print(f"labeler: [bold]{folder}[/bold]")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .ui import console, fail, print_table
+from .ui import console, exit_on_error, print_table
 
 
 def query_cmd(
@@ -30,12 +30,10 @@ def query_cmd(
     """Search an index; filters are applied before the top-k (true top-k of the filtered set)."""
     from ctsearch.search import Searcher
 
-    try:
+    with exit_on_error():
         searcher = Searcher(index, home, model, tokenizer)
         hits = searcher.query(report, volume, like, k, where, tuple(label or ()), split, per_scan,
                               target)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise fail(str(exc), 2) from None
     if as_json:
         print(json.dumps(hits, default=str))
         return

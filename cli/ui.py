@@ -70,3 +70,15 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one error line and return the Exit to raise."""
     err_console.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
+
+
+ERRORS = (ValueError, OSError, ImportError)  # OSError covers FileNotFoundError
+
+
+@contextmanager
+def exit_on_error(code: int = 2) -> Iterator[None]:
+    """An expected library error (bad input, missing file or package) -> one line, exit `code`."""
+    try:
+        yield
+    except ERRORS as exc:
+        raise fail(str(exc), code) from None
