@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..data.schema import PATHOLOGIES
-from ..fsutil import default_home, write_json
+from ..fsutil import default_home
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +111,6 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def write_index_json(folder: Path, info: dict) -> None:
-    write_json(folder / "index.json", info)
 
 
 def check_model(info: dict, fingerprint: dict, name: str) -> None:
