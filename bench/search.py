@@ -3,7 +3,7 @@
 For each size N: seeded clustered unit vectors (the shape real CT-CLIP embeddings have: tight
 groups of near-duplicate scans), held-out queries from the same distribution, ground truth from
 one torch matmul. Per backend/setting: build seconds, single-query p50/p95 (one query per call),
-batched QPS (all queries in one call), recall@10 vs exact, resident-memory growth and the
+batched QPS (all queries in one call, best of 3), recall@10 vs exact, resident-memory growth and the
 process's peak RSS. The floor is one matmul + top-k over the whole matrix in the same run.
 Each ANN row also carries its batched QPS and single-query speed relative to exact.
 """
@@ -69,11 +69,20 @@ def _latency(lat_ms: list[float]) -> dict:
     return {"p50_ms": float(np.percentile(lat_ms, 50)), "p95_ms": float(np.percentile(lat_ms, 95))}
 
 
+def _best_seconds(fn, repeats: int = 3) -> tuple[float, object]:
+    """Fastest of `repeats` calls (the first one also pays page faults of fresh buffers)."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
 def _floor(x: torch.Tensor, q: torch.Tensor, single_n: int) -> tuple[np.ndarray, dict]:
     """Exact top-k ids + the floor row: one matmul + top-k (batched and per query)."""
-    t0 = time.perf_counter()
-    top = torch.topk(q @ x.T, K, dim=1).indices.numpy()
-    qps = len(q) / (time.perf_counter() - t0)
+    seconds, top = _best_seconds(lambda: torch.topk(q @ x.T, K, dim=1).indices.numpy())
+    qps = len(q) / seconds
     lat = []
     for row in q[:single_n]:
         t0 = time.perf_counter()
@@ -95,9 +104,8 @@ def _measure(index, q: np.ndarray, truth: np.ndarray, single_n: int) -> dict:
         t0 = time.perf_counter()
         index.search(row[None], K)
         lat.append((time.perf_counter() - t0) * 1000)
-    t0 = time.perf_counter()
-    _, ids = index.search(q, K)
-    qps = len(q) / (time.perf_counter() - t0)
+    seconds, (_, ids) = _best_seconds(lambda: index.search(q, K))
+    qps = len(q) / seconds
     recall = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(ids, truth, strict=True)]))
     return {**_latency(lat), "qps_batch": qps, "recall@10": recall}
 
