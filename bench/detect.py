@@ -9,6 +9,7 @@ import numpy as np
 from ctsearch.data.schema import PATHOLOGIES
 from ctsearch.detection import bootstrap_auroc, finding_metrics, nearest_corner_threshold
 from ctsearch.fsutil import write_json
+from ctsearch.zeroshot import SEVEN
 
 
 def _probs(searcher, template: str) -> np.ndarray:
@@ -48,6 +49,8 @@ def run_detect_bench(index: str, home: str | Path | None = None, mode: str = "co
 
     if mode not in ("corrected", "official"):
         raise ValueError(f"--mode {mode!r}: choose corrected or official")
+    if templates == ("seven",):
+        templates = SEVEN
     s = Searcher(index, home)
     if all(r[p] is None for r in s.rows for p in PATHOLOGIES):
         raise ValueError(f"index {index!r} has no labels: detect metrics need them (label the "

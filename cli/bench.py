@@ -154,7 +154,8 @@ def detect_bench_cmd(
     mode: str = typer.Option("corrected", help="corrected | official (the paper's script)."),
     split: str = typer.Option("valid", help="Evaluation split."),
     threshold_split: str = typer.Option("train", help="Split the thresholds are chosen on."),
-    templates: str = typer.Option("official,v1", help="Prompt templates compared; first = main."),
+    templates: str = typer.Option("official,v1", help="Prompt templates compared (first = main); "
+                                  "`seven` = all built-in pairs; `ensemble` = their mean."),
     draws: int = typer.Option(1000, help="Bootstrap resamples."),
     head: Path = typer.Option(None, exists=True, help="Evaluate a ClassFine head instead."),
     external: bool = typer.Option(False, help="The paper's external-set mapping (16 findings)."),

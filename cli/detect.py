@@ -16,7 +16,9 @@ def detect_cmd(
     like: str = typer.Option(None, help="A volume of the index."),
     all_volumes: bool = typer.Option(False, "--all", help="Every volume of the index."),
     finding: list[str] = typer.Option(None, help="Finding text (default: the 18 CT-RATE ones)."),
-    template: str = typer.Option("official", help="official | v1 | 'PRESENT|ABSENT' with {}."),
+    template: str = typer.Option(
+        "official", help="official | v1 | there-is | observed | evidence | findings | positive "
+                         "| ensemble | 'PRESENT|ABSENT' with {}."),
     out: Path = typer.Option(None, help="Parquet output (volume + one column per finding)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),

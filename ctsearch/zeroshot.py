@@ -18,19 +18,31 @@ from .data.schema import PATHOLOGIES
 from .fsutil import atomic_output
 
 log = logging.getLogger(__name__)
-TEMPLATES = {  # name -> (present, absent); "official" = the v2 zero-shot script's pair
-    "official": ("{} is present.", "{} is not present."),
-    "v1": ("{}.", "not {}."),
+TEMPLATES = {  # name -> (present, absent)
+    "official": ("{} is present.", "{} is not present."),  # the v2 zero-shot script
+    "v1": ("{}.", "not {}."),                               # the v1 zero-shot script
+    "there-is": ("There is {}.", "There is no {}."),        # the trainer's validation prompt
+    "observed": ("{} is observed.", "{} is not observed."),  # CT-RATE report phrasing
+    "evidence": ("Evidence of {}.", "No evidence of {}."),
+    "findings": ("Findings consistent with {}.", "No findings of {}."),
+    "positive": ("Positive for {}.", "Negative for {}."),
 }
+SEVEN = tuple(TEMPLATES)  # `bench detect --templates seven` compares all of them side by side
+
+
+ENSEMBLE = "ensemble"  # CLIP prompt ensembling: the mean of the seven pairs' embeddings
 
 
 def template_pair(template: str) -> tuple[str, str]:
     """A template name, or 'PRESENT|ABSENT' with one '{}' each."""
+    if template == ENSEMBLE:
+        return ENSEMBLE, ENSEMBLE
     if template in TEMPLATES:
         return TEMPLATES[template]
     parts = template.split("|")
     if len(parts) != 2 or any(p.count("{}") != 1 for p in parts):
-        raise ValueError(f"--template {template!r}: a name ({', '.join(TEMPLATES)}) or "
+        raise ValueError(f"--template {template!r}: a name ({', '.join(TEMPLATES)}, "
+                         f"{ENSEMBLE}) or "
                          "'PRESENT|ABSENT' with one {{}} each")
     return parts[0], parts[1]
 
@@ -42,6 +54,9 @@ def prompt_texts(findings: list[str], template: str = "official") -> list[tuple[
 
 def prompt_embeddings(encoder, findings: list[str], template: str = "official") -> np.ndarray:
     """(F, 2, dim) L2-normalised text latents of each finding's [present, absent] prompts."""
+    if template == ENSEMBLE:
+        mean = np.mean([prompt_embeddings(encoder, findings, t) for t in SEVEN], axis=0)
+        return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
     flat = [t for pair in prompt_texts(findings, template) for t in pair]
     return encoder.encode_text(flat).reshape(len(findings), 2, -1)
 

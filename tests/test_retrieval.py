@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ctsearch.retrieval import bootstrap_ci, label_iou, map_corrected, map_official, recall_hits
+from ctsearch.zeroshot import SEVEN
 
 # 4 volumes: two reconstructions of scan a (labels 11), scan b (10), scan c normal (00)
 LAT = np.array([[1, 0], [0.96, 0.28], [0.6, 0.8], [0.28, 0.96]], np.float32)
@@ -87,6 +88,9 @@ def test_bench_detect_on_an_index(world):
     assert set(r["per_finding"]["Cardiomegaly"]) == {"auroc", "f1", "accuracy", "precision",
                                                      "threshold"}
     assert set(r["templates"]) == {"official", "v1"} and len(r["ci95"]["auroc"]) == 2
+    seven = run_detect_bench("base", world["home"], split=None, threshold_split=None,
+                             templates=("seven",), draws=5)
+    assert list(seven["templates"]) == list(SEVEN) and seven["template"] == "official"
     off = run_detect_bench("base", world["home"], mode="official", split=None, draws=5)
     assert off["threshold_split"] is None and off["mode"] == "official"
 

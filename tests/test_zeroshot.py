@@ -13,7 +13,15 @@ from typer.testing import CliRunner
 from ctsearch.cli.main import app
 from ctsearch.data.schema import PATHOLOGIES
 from ctsearch.search import QueryError, Searcher
-from ctsearch.zeroshot import detect, presence_probs, prompt_texts, template_pair
+from ctsearch.zeroshot import (
+    SEVEN,
+    TEMPLATES,
+    detect,
+    presence_probs,
+    prompt_embeddings,
+    prompt_texts,
+    template_pair,
+)
 
 
 def test_official_fixture_probabilities(shared):
@@ -45,6 +53,19 @@ def test_closed_form_and_templates():
     assert template_pair("{} seen|no {}") == ("{} seen", "no {}")
     with pytest.raises(ValueError, match="PRESENT|ABSENT"):
         template_pair("nonsense")
+
+
+def test_seven_templates_and_their_ensemble(world):
+    assert len(SEVEN) == 7 and len({TEMPLATES[t] for t in SEVEN}) == 7
+    assert all(p.count("{}") == 1 and a.count("{}") == 1 for p, a in TEMPLATES.values())
+    assert template_pair("there-is") == ("There is {}.", "There is no {}.")
+    enc = Searcher("base", world["home"]).encoder
+    each = np.stack([prompt_embeddings(enc, ["Emphysema", "Cardiomegaly"], t) for t in SEVEN])
+    ens = prompt_embeddings(enc, ["Emphysema", "Cardiomegaly"], "ensemble")
+    mean = each.mean(axis=0)
+    np.testing.assert_allclose(ens, mean / np.linalg.norm(mean, axis=-1, keepdims=True),
+                               atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(ens, axis=-1), 1.0, atol=1e-6)
 
 
 def test_detect_all_equals_per_volume_and_caches_prompts(world):
