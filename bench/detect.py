@@ -49,8 +49,7 @@ def run_detect_bench(index: str, home: str | Path | None = None, mode: str = "co
 
     if mode not in ("corrected", "official"):
         raise ValueError(f"--mode {mode!r}: choose corrected or official")
-    if templates == ("seven",):
-        templates = SEVEN
+    templates = tuple(x for t in templates for x in (SEVEN if t == "seven" else (t,)))
     s = Searcher(index, home)
     if all(r[p] is None for r in s.rows for p in PATHOLOGIES):
         raise ValueError(f"index {index!r} has no labels: detect metrics need them (label the "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .ui import console, exit_on_error, fail
+from .ui import console, exit_on_error, fail, progress_bar
 
 app = typer.Typer(help="Fine-tune detection heads.", no_args_is_help=True)
 
@@ -37,15 +37,18 @@ def vocabfine_cmd(
     epochs: int = typer.Option(30, help="Epochs over the training latents."),
     lr: float = typer.Option(1e-4, help="Learning rate of the text side."),
     loss: str = typer.Option("ce", help="ce (paper) | mse (official script)."),
+    end_to_end: bool = typer.Option(False, help="Train every parameter on the preprocessed "
+                                    "volumes (the official VocabFine), not only the text side."),
     home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
 ) -> None:
-    """Fine-tune the text side on prompt pairs vs labels (image latents from the index)."""
+    """Fine-tune on prompt pairs vs labels: the text side (latents from the index) or all."""
     from ctsearch.search import Searcher
     from ctsearch.vocabfine import train_vocabfine
 
     if loss not in ("ce", "mse"):
         raise fail(f"--loss {loss!r}: choose ce or mse", 2)
-    with exit_on_error():
-        path = train_vocabfine(Searcher(index, home), out, split, epochs, lr, loss=loss)
+    with exit_on_error(), progress_bar("vocabfine", unit="epoch") as update:
+        path = train_vocabfine(Searcher(index, home), out, split, epochs, lr, loss=loss,
+                               end_to_end=end_to_end, progress=update)
     console.print(f"model: [bold]{path}[/bold]  (index it: ctsearch index build --name "
                   f"{index}-vocabfine --data DATA --model {path})")

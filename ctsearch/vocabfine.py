@@ -1,11 +1,13 @@
 """VocabFine on an index's latents: fine-tune the text side on [present, absent] prompt pairs.
 
 The paper's CT-VocabFine trains all parameters with each finding's prompt pair scored against
-the volume, the label deciding which prompt is correct. Here the image latents come from the index
-(the image encoder stays fixed; the latents do not change), and the text tower, its projection and
-the temperature are trained — minutes on a CPU, and any finding text still works afterwards (open
-vocabulary). Loss: cross-entropy over the pair (the paper's formulation), or `mse` = MSE between
-the pair's softmax and the one-hot target (the official `ct_vocabfine_train.py`).
+the volume, the label deciding which prompt is correct. `end_to_end=True` does that: volumes are
+read from the index home's preprocessed cache and every parameter trains (the VQ codebook stays
+fixed, as in ctsearch training). The default is cheaper: the image latents come from the index (the
+image encoder stays fixed) and only the text tower, its projection and the temperature train —
+minutes on a CPU. Either way any finding text still works afterwards (open vocabulary). Loss:
+cross-entropy over the pair (the paper's formulation), or `mse` = MSE between the pair's softmax
+and the one-hot target (the official `ct_vocabfine_train.py`).
 """
 
 from __future__ import annotations
@@ -41,34 +43,69 @@ def pair_loss(latents: torch.Tensor, prompts: torch.Tensor, labels: torch.Tensor
 
 
 def train_vocabfine(searcher, out: str | Path, split: str = "train", epochs: int = 30,
-                    lr: float = 1e-4, batch: int = 64, loss: str = "ce", seed: int = 0) -> Path:
-    """Fine-tune the index model's text side in place; writes OUT/model-vocabfine.pt."""
+                    lr: float = 1e-4, batch: int = 64, loss: str = "ce", seed: int = 0,
+                    end_to_end: bool = False, progress=None) -> Path:
+    """Fine-tune the index model (text side, or everything) in place; OUT/model-vocabfine.pt."""
     enc, rows = searcher.encoder, [i for i, r in enumerate(searcher.rows) if r["split"] == split]
     if not rows:
         raise ValueError(f"index {searcher.name!r} has no {split!r} volumes to train on")
-    z = torch.as_tensor(searcher.vectors[rows], dtype=torch.float32)
     y = torch.as_tensor(np.array([[searcher.rows[i][p] or 0 for p in PATHOLOGIES]
                                   for i in rows]), dtype=torch.float32)
     tok = tokenize(enc.tokenizer, [t for pair in prompt_texts(list(PATHOLOGIES)) for t in pair],
                    enc.model.cfg.text.max_length, padding="longest")
     model = enc.model.train()
-    params = [*model.text_transformer.parameters(), *model.to_text_latent.parameters(),
-              model.temperature]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.1)
+    model.visual_transformer.vq.ema_update = False
+    latents = _volume_latents(searcher, rows) if end_to_end else _index_latents(searcher, rows)
+    opt = torch.optim.AdamW(_trained(model, end_to_end), lr=lr, weight_decay=0.1)
     gen = torch.Generator().manual_seed(seed)
     for epoch in range(epochs):
         for idx in torch.randperm(len(rows), generator=gen).split(batch):
             prompts = _prompt_latents(enc, tok["input_ids"], tok["attention_mask"])
-            value = pair_loss(z[idx], prompts, y[idx], model.logit_scale, loss)
+            value = pair_loss(latents(idx), prompts, y[idx], model.logit_scale, loss)
             opt.zero_grad()
             value.backward()
             opt.step()
         log.info("VocabFine epoch %d: loss %.4f", epoch + 1, float(value.detach()))
+        if progress:
+            progress(epoch + 1, epochs)
     model.eval()
     _copy_tokenizer(enc, Path(out))
     return save_checkpoint(model, Path(out) / "model-vocabfine.pt",
                            {"vocabfine": {"split": split, "epochs": epochs, "lr": lr,
-                                          "loss": loss, "base": enc.fingerprint()["id"]}})
+                                          "loss": loss, "end_to_end": end_to_end,
+                                          "base": enc.fingerprint()["id"]}})
+
+
+def _trained(model, end_to_end: bool) -> list[torch.nn.Parameter]:
+    """Every parameter (end to end) or the text tower, its projection and the temperature."""
+    if end_to_end:
+        return [p for p in model.parameters() if p.requires_grad]
+    return [*model.text_transformer.parameters(), *model.to_text_latent.parameters(),
+            model.temperature]
+
+
+def _index_latents(searcher, rows: list[int]):
+    """Latents of `rows` as stored in the index (image encoder fixed)."""
+    z = torch.as_tensor(searcher.vectors[rows], dtype=torch.float32)
+    return lambda idx: z[idx]
+
+
+def _volume_latents(searcher, rows: list[int]):
+    """Latents recomputed with gradients from the preprocessed volumes of `rows`."""
+    from .data.pipeline import cache_file
+
+    cache = searcher.folder.parent.parent / "preprocessed"
+    files = [cache_file(cache, searcher.rows[i]["key"]) for i in rows]
+    missing = [f for f in files if not f.exists()]
+    if missing:
+        raise ValueError(f"{len(missing)} preprocessed volumes of index {searcher.name!r} are "
+                         f"missing (first: {missing[0]}); rebuild the index to restore its cache")
+    model = searcher.encoder.model
+
+    def latents(idx: torch.Tensor) -> torch.Tensor:
+        x = np.stack([np.load(files[i]).astype(np.float32) for i in idx.tolist()])
+        return model.encode_volume(torch.from_numpy(x)[:, None])
+    return latents
 
 
 def _copy_tokenizer(enc, out: Path) -> None:

@@ -42,8 +42,7 @@ def template_pair(template: str) -> tuple[str, str]:
     parts = template.split("|")
     if len(parts) != 2 or any(p.count("{}") != 1 for p in parts):
         raise ValueError(f"--template {template!r}: a name ({', '.join(TEMPLATES)}, "
-                         f"{ENSEMBLE}) or "
-                         "'PRESENT|ABSENT' with one {{}} each")
+                         f"{ENSEMBLE}) or 'PRESENT|ABSENT' with one {{}} each")
     return parts[0], parts[1]
 
 

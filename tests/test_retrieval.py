@@ -149,6 +149,30 @@ def test_vocabfine_trains_the_text_side_only(world, tmp_path):
     assert (tmp_path / "tokenizer" / "vocab.txt").exists()  # travels with the checkpoint
 
 
+def test_vocabfine_end_to_end_trains_the_image_encoder_too(world, tmp_path):
+    import torch
+
+    from ctsearch.cli.main import app
+    from ctsearch.models import load_checkpoint
+    from ctsearch.search import Searcher
+    from ctsearch.vocabfine import train_vocabfine
+
+    r = CliRunner().invoke(app, [
+        "finetune", "vocabfine", "--index", "base", "--home", str(world["home"]), "--out",
+        str(tmp_path), "--epochs", "2", "--lr", "1e-3", "--end-to-end"])
+    assert r.exit_code == 0, r.output
+    new, old = load_checkpoint(tmp_path / "model-vocabfine.pt"), load_checkpoint(world["ckpt"])
+    key = "visual_transformer.to_patch_emb.2.weight"
+    assert not torch.equal(new.state_dict()[key], old.state_dict()[key])
+    assert torch.equal(new.visual_transformer.vq.embed, old.visual_transformer.vq.embed)
+    assert torch.load(tmp_path / "model-vocabfine.pt", weights_only=False)[
+        "extras"]["vocabfine"]["end_to_end"] is True
+    s = Searcher("base", world["home"])
+    s.rows[next(i for i, r in enumerate(s.rows) if r["split"] == "train")]["key"] = "ff" * 12
+    with pytest.raises(ValueError, match="1 preprocessed volumes of index 'base' are missing"):
+        train_vocabfine(s, tmp_path / "x", end_to_end=True)
+
+
 def test_external_mapping_merges_calcifications_and_drops_two():
     from ctsearch.data.schema import PATHOLOGIES
     from ctsearch.detection import external_mapping
