@@ -14,7 +14,7 @@ from .ui import console, print_table, progress_bar
 def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), help="Folder for everything the demo writes."),
     n: int = typer.Option(1000, help="Number of phantom volumes."),
-    epochs: int = typer.Option(10, help="Training epochs of the tiny model (0 = skip)."),
+    epochs: int = typer.Option(20, help="Training epochs of the tiny model (0 = skip)."),
     workers: int = typer.Option(2, help="Parallel worker processes."),
     home: Path = typer.Option(None, help="Index home [default: $CTSEARCH_HOME or "
                               "./ctsearch-home]."),

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 def run_demo(
     out: str | Path,
     n_volumes: int = 1000,
-    epochs: int = 10,
+    epochs: int = 20,
     workers: int = 2,
     seed: int = 0,
     home: str | Path | None = None,
@@ -40,17 +40,18 @@ def run_demo(
                         cache=out / "preprocessed", workers=workers,
                         progress=(lambda s, t, loss: step_bar(s, t)) if step_bar else None)
         summary["train"] = metrics["best"]
-        summary["paths"]["model"] = str(out / "run" / "model_best.pt")
+        summary["paths"]["model"] = str(out / "run" / "model.pt")
         summary.update(_index_and_query(out, home, workers, bar))
         summary["paths"]["index"] = summary.pop("index_path")
     return summary
 
 
 def _index_and_query(out: Path, home: str | Path | None, workers: int, bar) -> dict:
-    """Build the index `demo` from the demo data + model, then run a few example queries."""
+    """Build the index `demo` from the demo data + the last epoch's model (not the epoch picked
+    on the validation split the benchmarks score), then run a few example queries."""
     from .search import Searcher, build_index
 
-    info = build_index(out / "ctrate", out / "run" / "model_best.pt", "demo", home=home,
+    info = build_index(out / "ctrate", out / "run" / "model.pt", "demo", home=home,
                        text_field="impressions", workers=workers, progress_for=bar)
     searcher = Searcher("demo", home)
     valid = [r["volume"] for r in searcher.rows if r["split"] == "valid"]

@@ -66,7 +66,8 @@ def test_synth_then_demo_end_to_end(tmp_path, monkeypatch):
     assert counts["done"] + counts["skipped"] == 6 and counts["failed"] == 0
     assert "R@5" in demo.output and (tmp_path / "demo/run/model.pt").exists()
     assert "index demo: report 'pleural effusion'" in demo.output
-    assert (tmp_path / "home/indexes/demo/index.json").exists()
+    info = json.loads((tmp_path / "home/indexes/demo/index.json").read_text())
+    assert info["model_path"].endswith("run/model.pt")  # the last epoch, not one picked on valid
 
 
 def test_preprocess_default_home(mini_tree, tmp_path, monkeypatch):
