@@ -1,11 +1,8 @@
 """Optional learned report labeler: a BERT-family encoder + linear head, multi-label BCE.
 
 The paper labelled CT-RATE with a fine-tuned RadBERT; here any local BERT-family folder (or the
-offline MiniLM) is fine-tuned on labelled reports (CT-RATE CSV formats). Reports are read one
-sentence at a time (no truncation of long reports, and negation stays local to its sentence): each
-sentence gets 18 logits from its mean-pooled tokens, and a report's logit per finding is the
-maximum over its sentences (multiple-instance learning from report-level labels). Saved as a
-folder: the encoder (`save_pretrained`), its tokenizer, and `head.pt` (weights + finding names).
+offline MiniLM) is fine-tuned on labelled reports (CT-RATE CSV formats). Saved as a folder:
+the encoder (`save_pretrained`), its tokenizer, and `head.pt` (weights + finding names).
 """
 
 from __future__ import annotations
@@ -24,35 +21,14 @@ log = logging.getLogger(__name__)
 
 
 class ReportClassifier(nn.Module):
-    """Mean-pooled sentence tokens -> Linear(hidden -> 18); report = max over its sentences."""
+    """CLS of the encoder -> Linear(hidden -> 18) logits."""
 
     def __init__(self, encoder, n: int = len(PATHOLOGIES)):
         super().__init__()
         self.encoder, self.head = encoder, nn.Linear(encoder.config.hidden_size, n)
 
-    def sentence_logits(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=ids, attention_mask=mask)[0]
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        return self.head((hidden * m).sum(1) / m.sum(1).clamp(min=1.0))
-
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor, counts: list[int]) -> torch.Tensor:
-        """(S, L) sentence tokens of reports with `counts` sentences each -> (R, 18) logits."""
-        per = self.sentence_logits(ids, mask).split(counts)
-        return torch.stack([p.max(dim=0).values for p in per])
-
-
-def report_sentences(texts: list[str]) -> tuple[list[str], list[int]]:
-    """All sentences of `texts` in order, and how many each report has (an empty report: '')."""
-    from .labeler import sentences
-
-    parts = [sentences(t) or [""] for t in texts]
-    return [s for p in parts for s in p], [len(p) for p in parts]
-
-
-def _encode(model: ReportClassifier, tok, texts: list[str], max_length: int) -> torch.Tensor:
-    flat, counts = report_sentences(texts)
-    enc = tokenize(tok, flat, max_length, padding="longest")
-    return model(enc["input_ids"], enc["attention_mask"], counts)
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(input_ids=ids, attention_mask=mask)[0][:, 0])
 
 
 def _folder(text_encoder: str) -> Path:
@@ -61,7 +37,7 @@ def _folder(text_encoder: str) -> Path:
 
 def train_labeler(texts: list[str], labels: np.ndarray, out: str | Path,
                   text_encoder: str = "minilm", epochs: int = 3, lr: float = 5e-5,
-                  batch: int = 16, max_length: int = 64, seed: int = 0) -> Path:
+                  batch: int = 16, max_length: int = 256, seed: int = 0) -> Path:
     """Fine-tune encoder + head on (texts, 0/1 labels); writes the model folder `out`."""
     from transformers import AutoModel
 
@@ -69,13 +45,14 @@ def train_labeler(texts: list[str], labels: np.ndarray, out: str | Path,
     folder, out = _folder(text_encoder), Path(out)
     tok = load_tokenizer(folder)
     model = ReportClassifier(AutoModel.from_pretrained(str(folder), local_files_only=True))
+    enc = tokenize(tok, texts, max_length)
     y = torch.as_tensor(labels, dtype=torch.float32)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     loss_fn = nn.BCEWithLogitsLoss()
     model.train()
     for epoch in range(epochs):
         for idx in torch.randperm(len(texts)).split(batch):
-            loss = loss_fn(_encode(model, tok, [texts[i] for i in idx], max_length), y[idx])
+            loss = loss_fn(model(enc["input_ids"][idx], enc["attention_mask"][idx]), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -103,8 +80,10 @@ class ModelLabeler:
 
     @torch.no_grad()
     def probs(self, texts: list[str], batch: int = 32) -> np.ndarray:
-        out = [torch.sigmoid(_encode(self.model, self.tok, texts[s:s + batch], self.max_length))
-               for s in range(0, len(texts), batch)]
+        out = []
+        for s in range(0, len(texts), batch):
+            enc = tokenize(self.tok, texts[s:s + batch], self.max_length, padding="longest")
+            out.append(torch.sigmoid(self.model(enc["input_ids"], enc["attention_mask"])))
         return torch.cat(out).numpy() if out else np.zeros((0, len(PATHOLOGIES)))
 
     def label(self, texts: list[str]) -> np.ndarray:
