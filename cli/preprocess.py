@@ -18,9 +18,9 @@ def preprocess_cmd(
 ) -> None:
     """Preprocess every volume (HU, clip, resample, crop/pad, scale) into a float16 cache."""
     from ctsearch.data import preprocess_tree
-    from ctsearch.fsutil import default_home
+    from ctsearch.fsutil import preprocessed_dir
 
-    out = out or default_home() / "preprocessed"
+    out = out or preprocessed_dir()
     try:
         with progress_bar("preprocess") as update:
             summary = preprocess_tree(data, out, preset, workers, intensity, update)

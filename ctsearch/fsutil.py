@@ -32,6 +32,11 @@ def default_home() -> Path:
     return Path(os.environ.get("CTSEARCH_HOME") or "ctsearch-home")
 
 
+def preprocessed_dir(home: str | Path | None = None) -> Path:
+    """The preprocessing cache shared by everything built in HOME: HOME/preprocessed."""
+    return Path(home or default_home()) / "preprocessed"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -15,7 +15,7 @@ import torch
 
 from .data import read_any
 from .data.pipeline import preprocess_cases
-from .fsutil import atomic_output, default_home, write_json
+from .fsutil import atomic_output, preprocessed_dir, write_json
 from .metrics import random_recall, recall_at_k
 from .models import CTCLIP, ModelCfg, model_preset, save_checkpoint
 from .models.loss import global_clip_loss
@@ -141,7 +141,7 @@ def train(data: str | Path, out: str | Path, preset: str = "tiny", text_encoder:
     device = _device()
     torch.manual_seed(tc.seed)
     cfg = model_preset(preset)
-    rows, files = prepare(Path(data), cfg, Path(cache or default_home() / "preprocessed"), workers)
+    rows, files = prepare(Path(data), cfg, Path(cache or preprocessed_dir()), workers)
     train_rows, val_rows = split_rows(rows, tc.valid_fraction, tc.seed)
     texts = [report_text(r, tc.text_field) for r in train_rows]
     tok, pretrained = text_tower(cfg, text_encoder, texts, out)

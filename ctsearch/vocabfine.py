@@ -93,8 +93,9 @@ def _index_latents(searcher, rows: list[int]):
 def _volume_latents(searcher, rows: list[int]):
     """Latents recomputed with gradients from the preprocessed volumes of `rows`."""
     from .data.pipeline import cache_file
+    from .fsutil import preprocessed_dir
 
-    cache = searcher.folder.parent.parent / "preprocessed"
+    cache = preprocessed_dir(searcher.folder.parent.parent)  # HOME/indexes/NAME -> HOME
     files = [cache_file(cache, searcher.rows[i]["key"]) for i in rows]
     missing = [f for f in files if not f.exists()]
     if missing:

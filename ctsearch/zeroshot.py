@@ -35,8 +35,6 @@ ENSEMBLE = "ensemble"  # CLIP prompt ensembling: the mean of the seven pairs' em
 
 def template_pair(template: str) -> tuple[str, str]:
     """A template name, or 'PRESENT|ABSENT' with one '{}' each."""
-    if template == ENSEMBLE:
-        return ENSEMBLE, ENSEMBLE
     if template in TEMPLATES:
         return TEMPLATES[template]
     parts = template.split("|")
@@ -70,7 +68,8 @@ def presence_probs(latents: np.ndarray, prompts: np.ndarray, logit_scale: float)
 
 def cached_prompts(folder: Path, encoder, findings: list[str], template: str) -> np.ndarray:
     """Prompt embeddings from `folder/prompts/` (keyed by model, template, findings) or fresh."""
-    key = hashlib.sha1(repr((encoder.fingerprint()["id"], template_pair(template),
+    pairs = [TEMPLATES[t] for t in SEVEN] if template == ENSEMBLE else [template_pair(template)]
+    key = hashlib.sha1(repr((encoder.fingerprint()["id"], pairs,
                              findings)).encode()).hexdigest()[:16]
     path = folder / "prompts" / f"{key}.npy"
     if path.exists():

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..data import read_any
 from ..data.pipeline import preprocess_cases
-from ..fsutil import default_home, write_json
+from ..fsutil import default_home, preprocessed_dir, write_json
 from ..training import report_text
 from .encoder import Encoder, volume_id
 from .parts import encode_missing, read_parts, text_hash
@@ -136,7 +136,7 @@ def build_index(data: str | Path | None, model: str | Path | None, name: str,
     enc = Encoder.load(model, tokenizer, device)
     stages["load_model"], tick = time.perf_counter() - tick, time.perf_counter()
     part = parse_shard(shard)
-    rows, failed = _rows(Path(data), enc, home / "preprocessed", workers, text_field, bar, part)
+    rows, failed = _rows(Path(data), enc, preprocessed_dir(home), workers, text_field, bar, part)
     stages["preprocess"], tick = time.perf_counter() - tick, time.perf_counter()
     final = index_dir(f"{name}.shard-{part[0]}-of-{part[1]}" if part else name, home)
     prev = _previous(final, enc, rebuild)
