@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from ctsearch.data.schema import PATHOLOGIES
-from ctsearch.detection import bootstrap_auroc, finding_metrics, nearest_corner_threshold
+from ctsearch.eval.detection import bootstrap_auroc, finding_metrics, nearest_corner_threshold
 from ctsearch.fsutil import write_json
-from ctsearch.zeroshot import SEVEN
+from ctsearch.search.zeroshot import SEVEN
 
 
 def _probs(searcher, template: str) -> np.ndarray:
-    from ctsearch.zeroshot import detect
+    from ctsearch.search.zeroshot import detect
 
     table = detect(searcher, all_volumes=True, template=template)
     return np.stack([table.column(p).to_numpy() for p in PATHOLOGIES], axis=1)
@@ -58,7 +58,7 @@ def run_detect_bench(index: str, home: str | Path | None = None, mode: str = "co
     ev = _split(s.rows, split)
     th = ev if mode == "official" else _split(s.rows, threshold_split)
     if head:  # ClassFine: a trained linear head instead of prompts
-        from ctsearch.classfine import head_probs, load_head
+        from ctsearch.finetune.classfine import head_probs, load_head
 
         templates = ("classfine",)
         probs = {"classfine": head_probs(load_head(head, s.info["model"]["id"]), s.vectors)}
@@ -66,7 +66,7 @@ def run_detect_bench(index: str, home: str | Path | None = None, mode: str = "co
         probs = {t: _probs(s, t) for t in templates}
     findings = list(PATHOLOGIES)
     if external:  # the paper's RAD-ChestCT mapping: 16 findings, calcifications merged by max
-        from ctsearch.detection import external_mapping
+        from ctsearch.eval.detection import external_mapping
 
         mapped = {t: external_mapping(p, labels, list(PATHOLOGIES)) for t, p in probs.items()}
         probs = {t: m[0] for t, m in mapped.items()}

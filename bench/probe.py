@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ctsearch.data.schema import PATHOLOGIES
-from ctsearch.detection import auroc
+from ctsearch.eval.detection import auroc
 from ctsearch.fsutil import write_json
 
 

@@ -102,7 +102,7 @@ def _measure(searcher, repeats: int) -> dict:
 
 def _detect_all(searcher, repeats: int = 5) -> dict:
     """Time of `detect --all` (every volume x 18 findings); prompts cached after the first."""
-    from ctsearch.zeroshot import detect
+    from ctsearch.search.zeroshot import detect
 
     t0 = time.perf_counter()
     detect(searcher, all_volumes=True)

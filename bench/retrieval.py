@@ -8,8 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ctsearch.data.schema import PATHOLOGIES
-from ctsearch.fsutil import write_json
-from ctsearch.retrieval import (
+from ctsearch.eval.retrieval import (
     MAP_KS,
     RECALL_KS,
     bootstrap_ci,
@@ -18,6 +17,7 @@ from ctsearch.retrieval import (
     map_official,
     recall_hits,
 )
+from ctsearch.fsutil import write_json
 from ctsearch.search.store import REPORTS, VOLUMES, column_matrix, index_dir
 
 

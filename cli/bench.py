@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .ui import console, exit_on_error, print_table, progress_bar
+from ctsearch.cli.ui import console, exit_on_error, print_table, progress_bar
 
 app = typer.Typer(help="Benchmarks (tables + JSON, ratios against a baseline in the same run).",
                   no_args_is_help=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from .query import findings_cell
-from .ui import console, print_table, progress_bar
+from ctsearch.cli.query import findings_cell
+from ctsearch.cli.ui import console, print_table, progress_bar
 
 
 def demo_cmd(
@@ -50,6 +50,6 @@ def demo_cmd(
 
 
 def _p(recall: float, n: int, k: str) -> str:
-    from ctsearch.metrics import recall_p_value
+    from ctsearch.eval.retrieval import recall_p_value
 
     return f"{recall_p_value(recall, n, int(k[2:])):.1e}"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .ui import console, exit_on_error, print_table
+from ctsearch.cli.ui import console, exit_on_error, print_table
 
 
 def detect_cmd(
@@ -28,7 +28,7 @@ def detect_cmd(
     import pyarrow.parquet as pq
 
     from ctsearch.search import Searcher
-    from ctsearch.zeroshot import detect
+    from ctsearch.search.zeroshot import detect
 
     with exit_on_error():
         table = detect(Searcher(index, home, model), list(finding or ()) or None, volume, like,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .ui import console, err_console, exit_on_error, fail
+from ctsearch.cli.ui import console, err_console, exit_on_error, fail
 
 app = typer.Typer(help="Export views of an index.", no_args_is_help=True)
 
@@ -20,7 +20,7 @@ def tsne_cmd(
     home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
 ) -> None:
     """t-SNE of volume and/or report latents coloured by abnormality count, age, each finding."""
-    from ctsearch.tsne import export_tsne
+    from ctsearch.eval.tsne import export_tsne
 
     kinds = ("volumes", "reports") if kind == "both" else (kind,)
     if not set(kinds) <= {"volumes", "reports"}:

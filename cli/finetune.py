@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .ui import console, exit_on_error, fail, progress_bar
+from ctsearch.cli.ui import console, exit_on_error, fail, progress_bar
 
 app = typer.Typer(help="Fine-tune detection heads.", no_args_is_help=True)
 
@@ -21,7 +21,7 @@ def classfine_cmd(
     home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
 ) -> None:
     """Train ClassFine (LiPro layout) on cached latents; evaluate with `bench detect --head`."""
-    from ctsearch.classfine import finetune_classfine
+    from ctsearch.finetune.classfine import finetune_classfine
 
     with exit_on_error():
         path = finetune_classfine(index, out, home, split, epochs, lr)
@@ -42,8 +42,8 @@ def vocabfine_cmd(
     home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
 ) -> None:
     """Fine-tune on prompt pairs vs labels: the text side (latents from the index) or all."""
+    from ctsearch.finetune.vocabfine import train_vocabfine
     from ctsearch.search import Searcher
-    from ctsearch.vocabfine import train_vocabfine
 
     if loss not in ("ce", "mse"):
         raise fail(f"--loss {loss!r}: choose ce or mse", 2)

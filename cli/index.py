@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .ui import console, exit_on_error, print_table, progress_bar
+from ctsearch.cli.ui import console, exit_on_error, print_table, progress_bar
 
 app = typer.Typer(help="Build, merge and inspect index folders.", no_args_is_help=True)
 

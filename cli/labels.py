@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .ui import console, exit_on_error, fail, print_table
+from ctsearch.cli.ui import console, exit_on_error, fail, print_table
 
 app = typer.Typer(help="Label reports (rule-based by default; `labels train` for a model).",
                   invoke_without_command=True)
@@ -24,7 +24,7 @@ def labels_cmd(
     """Label reports: `--reports R.csv --out L.csv`, or `--text '...' [--explain]`."""
     if ctx.invoked_subcommand:
         return
-    from ctsearch.labeler import label_csv, label_report
+    from ctsearch.labels.rules import label_csv, label_report
 
     if text is not None:
         labels = _model_labels(model, text) if model else label_report(text)
@@ -41,13 +41,13 @@ def labels_cmd(
 
 def _model_labels(model: Path, text: str) -> dict:
     from ctsearch.data.schema import PATHOLOGIES
-    from ctsearch.labeler_model import ModelLabeler
+    from ctsearch.labels.learned import ModelLabeler
 
     return dict(zip(PATHOLOGIES, ModelLabeler(model).label([text])[0].tolist(), strict=True))
 
 
 def _explain(text: str) -> None:
-    from ctsearch.labeler import explain
+    from ctsearch.labels.rules import explain
 
     rows = [[e.finding, "negated" if e.negated else "positive", e.pattern, e.sentence[:80]]
             for e in explain(text)]
@@ -66,7 +66,7 @@ def train_cmd(
                                    "scans only, keeping the held-out ones for bench labels)."),
 ) -> None:
     """Fine-tune a BERT-family classifier on labelled reports."""
-    from ctsearch.bench.labels import train_labeler_on
+    from ctsearch.labels.learned import train_labeler_on
 
     with exit_on_error():
         folder = train_labeler_on(reports, labels, out, text_encoder, epochs, lr, all_scans)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from . import bench, data, demo, export, finetune, index, labels
-from .detect import detect_cmd
-from .preprocess import preprocess_cmd
-from .query import query_cmd
-from .train import train_cmd
-from .ui import setup_logging
+from ctsearch.cli import bench, data, demo, export, finetune, index, labels
+from ctsearch.cli.detect import detect_cmd
+from ctsearch.cli.preprocess import preprocess_cmd
+from ctsearch.cli.query import query_cmd
+from ctsearch.cli.train import train_cmd
+from ctsearch.cli.ui import setup_logging
 
 app = typer.Typer(help="ctsearch: retrieval and embedding search for 3D chest CT.",
                   no_args_is_help=True, pretty_exceptions_enable=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .ui import console, fail, print_table, progress_bar
+from ctsearch.cli.ui import console, fail, print_table, progress_bar
 
 
 def preprocess_cmd(

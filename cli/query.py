@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .ui import console, exit_on_error, print_table
+from ctsearch.cli.ui import console, exit_on_error, print_table
 
 
 def query_cmd(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .ui import console, fail, print_table, progress_bar
+from ctsearch.cli.ui import console, fail, print_table, progress_bar
 
 
 def train_cmd(
@@ -32,8 +32,8 @@ def train_cmd(
     workers: int = typer.Option(2, help="Preprocessing workers."),
 ) -> None:
     """Train CT-CLIP; logs validation loss and report->volume Recall@5/10 every epoch."""
-    from ctsearch.trainer import train
-    from ctsearch.training import TrainCfg
+    from ctsearch.train.config import TrainCfg
+    from ctsearch.train.loop import train
 
     tc = TrainCfg.for_preset(preset)
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr),

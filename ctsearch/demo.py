@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import PATHOLOGIES, preprocess_tree, read_cases
-from .data.phantom import synth
+from ctsearch.data import PATHOLOGIES, preprocess_tree, read_cases
+from ctsearch.data.phantom import synth
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def run_demo(
     progress_for: Callable[[str], Callable] | None = None,
 ) -> dict:
     """Phantom CT-RATE set -> preprocess -> train tiny CT-CLIP -> index `demo` + queries."""
-    from .trainer import train
+    from ctsearch.train.loop import train
 
     out = Path(out)
     bar = progress_for or (lambda stage: None)
@@ -49,7 +49,7 @@ def run_demo(
 def _index_and_query(out: Path, home: str | Path | None, workers: int, bar) -> dict:
     """Build the index `demo` from the demo data + the last epoch's model (not the epoch picked
     on the validation split the benchmarks score), then run a few example queries."""
-    from .search import Searcher, build_index
+    from ctsearch.search import Searcher, build_index
 
     info = build_index(out / "ctrate", out / "run" / "model.pt", "demo", home=home,
                        text_field="impressions", workers=workers, progress_for=bar)
@@ -71,7 +71,7 @@ def demo_train_cfg(epochs: int, seed: int):
     """The demo recipe (measured on 1,500 phantoms, README): frozen MiniLM on the impressions,
     batch 32, lr 1e-3, shift augmentation; without augmentation and with < ~1,000 training
     volumes the tiny CT-ViT memorises its pairs instead of generalising."""
-    from .training import TrainCfg
+    from ctsearch.train.config import TrainCfg
 
     return TrainCfg(epochs=epochs, seed=seed, text_field="impressions", max_length=64,
                     batch_size=32, lr=1e-3, augment=2, freeze_text=_demo_text() is not None)
@@ -79,7 +79,7 @@ def demo_train_cfg(epochs: int, seed: int):
 
 def _demo_text() -> str | None:
     """The offline pretrained MiniLM text tower when installed, else a from-scratch BERT."""
-    from .models.text import minilm_path
+    from ctsearch.models.text import minilm_path
 
     try:
         return "minilm" if minilm_path().is_dir() else None

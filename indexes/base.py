@@ -215,11 +215,11 @@ def open_index(spec: str, dim: int, n_hint: int = 0, **options) -> VectorIndex:
     kind, variant, params = parse_spec(spec)
     params.update({k: v for k, v in options.items() if v is not None})
     if kind == "exact" and not variant:
-        from .exact import ExactIndex
+        from ctsearch.indexes.exact import ExactIndex
 
         return ExactIndex(dim, **_typed(params, EXACT_PARAMS, spec))
     if kind == "faiss":
-        from .faiss_index import FaissIndex
+        from ctsearch.indexes.faiss_index import FaissIndex
 
         return FaissIndex(dim, variant or "auto", n_hint, **_typed(params, FAISS_PARAMS, spec))
     if kind in ("qdrant", "qdrant-edge"):
@@ -232,10 +232,10 @@ def _qdrant(kind: str, variant: str, dim: int, params: dict, spec: str) -> Vecto
     if kind == "qdrant-edge" and variant:
         raise ValueError(f"unknown index spec {spec!r}; valid: {', '.join(SPECS)}")
     if url:
-        from .qdrant_client import QdrantClientIndex
+        from ctsearch.indexes.qdrant_client import QdrantClientIndex
 
         return QdrantClientIndex(dim, str(url), **_typed(params, CLIENT_PARAMS, spec))
-    from .qdrant_edge import QdrantEdgeIndex
+    from ctsearch.indexes.qdrant_edge import QdrantEdgeIndex
 
     # server-only options are accepted (and meaningless) for the single in-process shard
     params = {k: v for k, v in params.items() if k not in ("shard_number", "replication_factor",
@@ -246,13 +246,13 @@ def _qdrant(kind: str, variant: str, dim: int, params: dict, spec: str) -> Vecto
 def backend_class(kind: str) -> type[VectorIndex]:
     """The class implementing backend `kind` (as written in backend.json)."""
     if kind == "exact":
-        from .exact import ExactIndex as cls
+        from ctsearch.indexes.exact import ExactIndex as cls
     elif kind == "faiss":
-        from .faiss_index import FaissIndex as cls
+        from ctsearch.indexes.faiss_index import FaissIndex as cls
     elif kind == "qdrant-edge":
-        from .qdrant_edge import QdrantEdgeIndex as cls
+        from ctsearch.indexes.qdrant_edge import QdrantEdgeIndex as cls
     elif kind == "qdrant":
-        from .qdrant_client import QdrantClientIndex as cls
+        from ctsearch.indexes.qdrant_client import QdrantClientIndex as cls
     else:
         raise ValueError(f"unknown backend kind {kind!r}")
     return cls

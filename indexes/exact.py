@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import VectorIndex, as_queries, clean_batch, exact_topk, rows_of, save_npy, to_tensor
+from ctsearch.indexes.base import (
+    VectorIndex,
+    as_queries,
+    clean_batch,
+    exact_topk,
+    rows_of,
+    save_npy,
+    to_tensor,
+)
 
 
 class ExactIndex(VectorIndex):

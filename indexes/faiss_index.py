@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import (
+from ctsearch.indexes.base import (
     VectorIndex,
     as_queries,
     clean_batch,

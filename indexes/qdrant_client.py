@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import VectorIndex, as_queries, clean_batch, empty_result, pad
+from ctsearch.indexes.base import VectorIndex, as_queries, clean_batch, empty_result, pad
 
 BATCH = 512
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import VectorIndex, as_queries, clean_batch, empty_result, pad
+from ctsearch.indexes.base import VectorIndex, as_queries, clean_batch, empty_result, pad
 
 log = logging.getLogger(__name__)
 BATCH = 1000

@@ -133,8 +133,8 @@ def world(tmp_path_factory) -> dict:
     """10 phantoms, two tiny random-weight checkpoints, and the index `base` built from them."""
     from ctsearch.data import read_any
     from ctsearch.data.phantom import synth
+    from ctsearch.data.text import report_text
     from ctsearch.search import build_index
-    from ctsearch.training import report_text
 
     root = tmp_path_factory.mktemp("search")
     synth(root / "data", n_volumes=10, seed=7, workers=1)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from .cases import CASE_COLUMNS, read_cases, write_cases
-from .ctrate import is_ctrate_tree, read_ctrate
-from .folder import read_folder
-from .ingest import read_any
-from .pipeline import RunSummary, open_preprocessed, preprocess_cases, preprocess_tree
-from .preprocess import PreprocessCfg, preprocess, preset, preset_names
-from .schema import PATHOLOGIES
-from .volume import LoadedVolume, VolumeError, load_volume, read_volume
+from ctsearch.data.cases import CASE_COLUMNS, read_cases, write_cases
+from ctsearch.data.ctrate import is_ctrate_tree, read_ctrate
+from ctsearch.data.folder import read_folder
+from ctsearch.data.ingest import read_any
+from ctsearch.data.pipeline import RunSummary, open_preprocessed, preprocess_cases, preprocess_tree
+from ctsearch.data.preprocess import PreprocessCfg, preprocess, preset, preset_names
+from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.data.volume import LoadedVolume, VolumeError, load_volume, read_volume
 
 __all__ = [
     "CASE_COLUMNS", "PATHOLOGIES", "LoadedVolume", "PreprocessCfg", "RunSummary", "VolumeError",

@@ -7,8 +7,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..fsutil import atomic_output
-from .schema import PATHOLOGIES
+from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.fsutil import atomic_output
 
 # Column -> (arrow type, meaning). Spacing/shape are in model axis order (D, H, W) = (S, L, P).
 CASE_COLUMNS: dict[str, tuple[pa.DataType, str]] = {

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from . import fields as F
-from .cases import empty_row, to_table
-from .schema import (
+from ctsearch.data import fields as F
+from ctsearch.data.cases import empty_row, to_table
+from ctsearch.data.schema import (
     KEY_ALIASES,
     LABELS_DIR,
     METADATA_DIR,

@@ -33,7 +33,7 @@ def series_files(folder: Path) -> list[Path]:
 def _read_slices(folder: Path) -> list:
     import pydicom
 
-    from .volume import VolumeError
+    from ctsearch.data.volume import VolumeError
 
     files = series_files(folder)
     if len(files) < 2:
@@ -82,7 +82,7 @@ def dicom_affine(slices: list, row_dir, col_dir) -> np.ndarray:
 
 def read_dicom_series(folder: Path, spacing=None):
     """Load a DICOM series folder -> `LoadedVolume` (HU from each slice's rescale)."""
-    from .volume import LoadedVolume, VolumeError, _model_spacing, orient
+    from ctsearch.data.volume import LoadedVolume, VolumeError, _model_spacing, orient
 
     slices = _read_slices(folder)
     row_dir, col_dir, ordered = _geometry(slices)
@@ -105,7 +105,7 @@ def series_metadata(folder: Path) -> dict:
     """Case-table metadata from the first slice's header (no pixel data read)."""
     import pydicom
 
-    from . import fields as F
+    from ctsearch.data import fields as F
 
     ds = pydicom.dcmread(str(series_files(folder)[0]), stop_before_pixels=True)
     return {

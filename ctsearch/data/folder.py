@@ -10,9 +10,9 @@ import nibabel as nib
 import numpy as np
 import pyarrow as pa
 
-from .cases import empty_row, to_table
-from .dicom import is_dicom_file, series_metadata
-from .volume import VolumeError, header_is_blank, orient
+from ctsearch.data.cases import empty_row, to_table
+from ctsearch.data.dicom import is_dicom_file, series_metadata
+from ctsearch.data.volume import VolumeError, header_is_blank, orient
 
 log = logging.getLogger(__name__)
 

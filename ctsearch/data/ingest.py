@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .ctrate import is_ctrate_tree, read_ctrate
-from .folder import read_folder
+from ctsearch.data.ctrate import is_ctrate_tree, read_ctrate
+from ctsearch.data.folder import read_folder
 
 
 def read_any(root: str | Path, intensity: str | None = None) -> pa.Table:

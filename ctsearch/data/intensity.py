@@ -67,7 +67,7 @@ def decide_intensity(
 
 def _forced(path, version, slope, intercept, has_meta) -> IntensityDecision:
     """An explicit version from the caller."""
-    from .volume import VolumeError
+    from ctsearch.data.volume import VolumeError
 
     if version not in VERSIONS:
         raise ValueError(f"unknown intensity version {version!r}; choose from {VERSIONS}")

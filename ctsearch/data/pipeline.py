@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..fsutil import atomic_output, write_json
-from .cases import write_cases
-from .preprocess import PreprocessCfg, preprocess
-from .volume import VolumeError, read_volume
+from ctsearch.data.cases import write_cases
+from ctsearch.data.preprocess import PreprocessCfg, preprocess
+from ctsearch.data.volume import VolumeError, read_volume
+from ctsearch.fsutil import atomic_output, write_json
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +248,8 @@ def preprocess_tree(
     progress: Progress | None = None,
 ) -> RunSummary:
     """Read a data root (CT-RATE tree or plain folder) and preprocess all of it."""
-    from .ingest import read_any
-    from .preprocess import preset
+    from ctsearch.data.ingest import read_any
+    from ctsearch.data.preprocess import preset
 
     cfg = preset(cfg) if isinstance(cfg, str) else cfg
     return preprocess_cases(read_any(data, intensity), out_dir, cfg, workers, intensity, progress)

@@ -10,7 +10,7 @@ from importlib import resources
 import numpy as np
 import torch
 
-from .resample import SlabResampler, crop_pad_slices  # noqa: F401 - public transform
+from ctsearch.data.resample import SlabResampler, crop_pad_slices  # noqa: F401 - public transform
 
 
 @dataclass(frozen=True)

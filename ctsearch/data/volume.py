@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 from nibabel import orientations as ornt_mod
 
-from .intensity import decide_intensity
+from ctsearch.data.intensity import decide_intensity
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def read_volume(
     """
     path = Path(path)
     if path.is_dir():
-        from .dicom import read_dicom_series
+        from ctsearch.data.dicom import read_dicom_series
 
         return read_dicom_series(path, spacing=spacing)
     if raw is None and not path.exists():

@@ -10,11 +10,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import __version__
-from ..fsutil import atomic_output
-from .clip import CTCLIP
-from .config import ModelCfg, official_config
-from .convert import VT, CheckpointError, check_shapes, detect_kind, from_official
+from ctsearch import __version__
+from ctsearch.fsutil import atomic_output
+from ctsearch.models.clip import CTCLIP
+from ctsearch.models.config import ModelCfg, official_config
+from ctsearch.models.convert import VT, CheckpointError, check_shapes, detect_kind, from_official
 
 log = logging.getLogger(__name__)
 

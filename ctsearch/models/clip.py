@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelCfg
-from .ctvit import CTViT
-from .text import build_text_encoder
+from ctsearch.models.config import ModelCfg
+from ctsearch.models.ctvit import CTViT
+from ctsearch.models.text import build_text_encoder
 
 
 class CTCLIP(nn.Module):
@@ -61,7 +61,7 @@ class CTCLIP(nn.Module):
 
     def forward(self, input_ids, attention_mask, volume) -> torch.Tensor:
         """Symmetric InfoNCE loss of a batch where text i pairs with volume i."""
-        from .loss import clip_loss
+        from ctsearch.models.loss import clip_loss
 
         return clip_loss(self.encode_text(input_ids, attention_mask), self.encode_volume(volume),
                          self.logit_scale)

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 
-from ..data.preprocess import PreprocessCfg
+from ctsearch.data.preprocess import PreprocessCfg
 
 
 @dataclass

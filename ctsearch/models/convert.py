@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from .config import ModelCfg
+from ctsearch.models.config import ModelCfg
 
 VT = "visual_transformer."
 POSITION_IDS = "text_transformer.embeddings.position_ids"

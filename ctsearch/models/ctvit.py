@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import VisionCfg
+from ctsearch.models.config import VisionCfg
 
 ATTN_SCALE = 8.0  # the official cosine-sim attention multiplies q.k by a fixed 8
 

@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from .config import TextCfg
+from ctsearch.models.config import TextCfg
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from .. import __version__
-from ..data import read_any
-from ..data.pipeline import preprocess_cases
-from ..fsutil import default_home, preprocessed_dir, write_json
-from ..training import report_text
-from .encoder import Encoder, volume_id
-from .parts import encode_missing, read_parts, text_hash
-from .store import (
+from ctsearch import __version__
+from ctsearch.data import read_any
+from ctsearch.data.pipeline import preprocess_cases
+from ctsearch.data.text import report_text
+from ctsearch.fsutil import default_home, preprocessed_dir, write_json
+from ctsearch.search.encoder import Encoder, volume_id
+from ctsearch.search.parts import encode_missing, read_parts, text_hash
+from ctsearch.search.store import (
     CODES,
     REPORTS,
     VOLUMES,
@@ -31,8 +31,8 @@ from .store import (
     recover,
     staging_dir,
 )
-from .tables import reports_table, tokens_tables, volumes_table, write_tables
-from .vectors import build_vectors, drop_server_collections
+from ctsearch.search.tables import reports_table, tokens_tables, volumes_table, write_tables
+from ctsearch.search.vectors import build_vectors, drop_server_collections
 
 log = logging.getLogger(__name__)
 Bar = Callable[[str], Callable | None]
@@ -205,7 +205,7 @@ def merge_shards(name: str, home: str | Path | None = None, backend: str | None 
         raise FileNotFoundError(f"no shards of {name!r} under {home / 'indexes'}")
     infos = [json.loads((s / "index.json").read_text()) for s in shards]
     _check_shards(name, infos)
-    from .tables import concat_shards
+    from ctsearch.search.tables import concat_shards
 
     return concat_shards(shards, infos, index_dir(name, home), backend or infos[0]["backend"][
         "spec"], backend_options or {})

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models import CTCLIP, load_checkpoint
-from ..models.text import load_tokenizer, tokenize
+from ctsearch.models import CTCLIP, load_checkpoint
+from ctsearch.models.text import load_tokenizer, tokenize
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pyarrow as pa
 
-from ..data.schema import PATHOLOGIES
+from ctsearch.data.schema import PATHOLOGIES
 
 
 class QueryError(ValueError):

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ..fsutil import atomic_output
-from .encoder import Encoder
-from .store import column_matrix, embedding_array
+from ctsearch.fsutil import atomic_output
+from ctsearch.search.encoder import Encoder
+from ctsearch.search.store import column_matrix, embedding_array
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]

@@ -10,10 +10,17 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from ..data.schema import PATHOLOGIES
-from .encoder import Encoder
-from .filters import MetaFilter, QueryError
-from .store import REPORTS, VOLUMES, check_model, column_matrix, index_dir, read_index_json
+from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.search.encoder import Encoder
+from ctsearch.search.filters import MetaFilter, QueryError
+from ctsearch.search.store import (
+    REPORTS,
+    VOLUMES,
+    check_model,
+    column_matrix,
+    index_dir,
+    read_index_json,
+)
 
 log = logging.getLogger(__name__)
 RESULT_KEYS = ("rank", "volume", "score", "scan", "patient", "split", "reconstruction", "age",
@@ -26,7 +33,7 @@ class Searcher:
     def __init__(self, name: str, home: str | Path | None = None, model: str | Path | None = None,
                  tokenizer: str | Path | None = None, device: str | None = None,
                  encoder: Encoder | None = None):
-        from ..indexes import load_index
+        from ctsearch.indexes import load_index
 
         self.name, self.folder = name, index_dir(name, home)
         try:
@@ -67,7 +74,7 @@ class Searcher:
 
     def reports_index(self):
         """The report-embedding index (opened on first use)."""
-        from ..indexes import load_index
+        from ctsearch.indexes import load_index
 
         if self._reports_index is None:
             self._reports_index = load_index(self.folder / "vectors" / "reports")
@@ -86,8 +93,8 @@ class Searcher:
         return row
 
     def _encode_file(self, path: Path) -> np.ndarray:
-        from ..data.preprocess import PreprocessCfg, preprocess
-        from ..data.volume import VolumeError, read_volume
+        from ctsearch.data.preprocess import PreprocessCfg, preprocess
+        from ctsearch.data.volume import VolumeError, read_volume
 
         cfg = PreprocessCfg.from_dict(self.info["preprocess"])
         known = self.rows[self.row_of_volume[path.name]] if path.name in self.row_of_volume else {}

@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..data.schema import PATHOLOGIES
-from ..fsutil import default_home
+from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.fsutil import default_home
 
 log = logging.getLogger(__name__)
 

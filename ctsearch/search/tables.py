@@ -11,9 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..data.cases import CASE_SCHEMA
-from ..fsutil import write_json
-from .store import (
+from ctsearch.data.cases import CASE_SCHEMA
+from ctsearch.fsutil import write_json
+from ctsearch.search.store import (
     CODEBOOK,
     CODES,
     META_COLUMNS,
@@ -25,7 +25,7 @@ from .store import (
     staging_dir,
     write_parquet,
 )
-from .vectors import build_vectors
+from ctsearch.search.vectors import build_vectors
 
 _META_SCHEMA = pa.schema([pa.field("volume", pa.string()), pa.field("id", pa.int64()),
                           *(CASE_SCHEMA.field(c) for c in META_COLUMNS),

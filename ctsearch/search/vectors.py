@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .store import column_matrix
+from ctsearch.search.store import column_matrix
 
 log = logging.getLogger(__name__)
 PAYLOAD_FIELDS = ("split", "sex", "age", "manufacturer", "scan")
@@ -20,8 +20,8 @@ PAYLOAD_FIELDS = ("split", "sex", "age", "manufacturer", "scan")
 def payloads(volumes: pa.Table) -> list[dict]:
     """Per-volume payload for backends with native filters (qdrant): metadata + labels, the
     labels under their snake_case names (`pleural_effusion`: payload keys are JSON paths)."""
-    from ..data.schema import PATHOLOGIES
-    from .filters import snake
+    from ctsearch.data.schema import PATHOLOGIES
+    from ctsearch.search.filters import snake
 
     cols = [c for c in (*PAYLOAD_FIELDS, *PATHOLOGIES) if c in volumes.column_names]
     return [{snake(k) if k in PATHOLOGIES else k: v for k, v in row.items() if v is not None}
@@ -46,15 +46,15 @@ def _plain(options: dict) -> dict:
 
 def _payload_schema() -> dict[str, str]:
     """Qdrant payload indexes on the filter fields (metadata + the 18 labels)."""
-    from ..data.schema import PATHOLOGIES
-    from .filters import snake
+    from ctsearch.data.schema import PATHOLOGIES
+    from ctsearch.search.filters import snake
 
     return {"split": "keyword", "sex": "keyword", "manufacturer": "keyword", "scan": "keyword",
             "age": "integer", **{snake(p): "integer" for p in PATHOLOGIES}}
 
 
 def _open(spec: str, dim: int, n: int, options: dict, sub: str, tmp: Path):
-    from ..indexes import open_index
+    from ctsearch.indexes import open_index
 
     opts = dict(options)
     if opts.get("url"):  # a server collection per build; the old one goes with the old folder
@@ -76,7 +76,7 @@ def _same_backend(prev: Path, spec: str, options: dict) -> bool:
 def _update(tmp: Path, prev: Path | None, sub: str, spec: str, options: dict, table: pa.Table,
             pay: list[dict] | None):
     """Copy + edit the previous index when compatible (remove gone/changed, add new), else build."""
-    from ..indexes import load_index
+    from ctsearch.indexes import load_index
 
     ids = table.column("id").to_numpy()
     vectors = column_matrix(table, "embedding") if table.num_rows else np.zeros((0, 1), np.float32)
@@ -129,7 +129,7 @@ def drop_server_collections(info: dict | None) -> None:
     for sub in ("volumes", "reports"):
         params = backend.get(sub, {}).get("params", {})
         if backend.get(sub, {}).get("kind") == "qdrant" and params.get("url"):
-            from ..indexes.qdrant_client import connect
+            from ctsearch.indexes.qdrant_client import connect
 
             try:
                 connect(params["url"]).delete_collection(params["collection"])

@@ -6,9 +6,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .geometry import F32, Grid, Lattice, ellipsoid, fill_ellipsoid, paint, rotation, tube
-from .spec import Patient
-from .tissue import T
+from ctsearch.data.phantom.geometry import (
+    F32,
+    Grid,
+    Lattice,
+    ellipsoid,
+    fill_ellipsoid,
+    paint,
+    rotation,
+    tube,
+)
+from ctsearch.data.phantom.spec import Patient
+from ctsearch.data.phantom.tissue import T
 
 
 @dataclass

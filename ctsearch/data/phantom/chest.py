@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .anatomy import (
+from ctsearch.data.phantom.anatomy import (
     Anatomy,
     make_anatomy,
     mediastinum_mask,
@@ -18,13 +18,22 @@ from .anatomy import (
     paint_heart,
     paint_vessels,
 )
-from .fine import TubeLayer
-from .geometry import F32, Grid, fill_ellipsoid
-from .lungs import fissure_sheets, lung_offset, paint_lungs
-from .skeleton import paint_skeleton
-from .spec import Patient
-from .tissue import AERATED, HU_LUT, LOBES, LUMEN, SOFT, TEXTURE_LUT, T, is_lung
-from .trees import Tubes, grow, offset_alongside, set_radii
+from ctsearch.data.phantom.fine import TubeLayer
+from ctsearch.data.phantom.geometry import F32, Grid, fill_ellipsoid
+from ctsearch.data.phantom.lungs import fissure_sheets, lung_offset, paint_lungs
+from ctsearch.data.phantom.skeleton import paint_skeleton
+from ctsearch.data.phantom.spec import Patient
+from ctsearch.data.phantom.tissue import (
+    AERATED,
+    HU_LUT,
+    LOBES,
+    LUMEN,
+    SOFT,
+    TEXTURE_LUT,
+    T,
+    is_lung,
+)
+from ctsearch.data.phantom.trees import Tubes, grow, offset_alongside, set_radii
 
 REF_STEP = 6.0          # mm, the patient-space reference grid (placement, tree attractors)
 ATTRACTOR_MM = 9.0      # one tree attractor per ATTRACTOR_MM^3 of lung

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import F32, Grid, ellipsoid
-from .tissue import ALWAYS, VISIBLE
-from .trees import Tubes
+from ctsearch.data.phantom.geometry import F32, Grid, ellipsoid
+from ctsearch.data.phantom.tissue import ALWAYS, VISIBLE
+from ctsearch.data.phantom.trees import Tubes
 
 LADDER = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768,
                    1024, 1536, 2048, 4096])

@@ -16,8 +16,10 @@ import nibabel as nib
 import numpy as np
 from nibabel import orientations as O
 
-from ...fsutil import atomic_output
-from ..schema import (
+from ctsearch.data.phantom.plan import Planned, plan_from_reports, plan_sampled
+from ctsearch.data.phantom.render import render_case
+from ctsearch.data.phantom.stats import compute_stats, load_stats
+from ctsearch.data.schema import (
     LABEL_FILES,
     LABELS_DIR,
     METADATA_COLUMNS,
@@ -27,9 +29,7 @@ from ..schema import (
     REPORT_FILES,
     REPORTS_DIR,
 )
-from .plan import Planned, plan_from_reports, plan_sampled
-from .render import render_case
-from .stats import compute_stats, load_stats
+from ctsearch.fsutil import atomic_output
 
 log = logging.getLogger(__name__)
 LPS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -163,7 +163,7 @@ def write_csvs(dataset: Path, planned: list[Planned]) -> None:
 
 
 def _metadata_file(split: str) -> str:
-    from ..schema import METADATA_FILES
+    from ctsearch.data.schema import METADATA_FILES
 
     return METADATA_FILES[split]
 

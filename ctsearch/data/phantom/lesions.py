@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..schema import PATHOLOGIES
-from .anatomy import Cage
-from .geometry import Grid, Lattice
-from .lungs import lobe_labels
-from .spec import Case, Finding
-from .tissue import HU_LUT, TEXTURE_LUT, is_lung, label_mask
-from .trees import Tubes
+from ctsearch.data.phantom.anatomy import Cage
+from ctsearch.data.phantom.geometry import Grid, Lattice
+from ctsearch.data.phantom.lungs import lobe_labels
+from ctsearch.data.phantom.spec import Case, Finding
+from ctsearch.data.phantom.tissue import HU_LUT, TEXTURE_LUT, is_lung, label_mask
+from ctsearch.data.phantom.trees import Tubes
+from ctsearch.data.schema import PATHOLOGIES
 
 
 @dataclass
@@ -111,8 +111,8 @@ def finding_rng(case: Case, f: Finding) -> np.random.Generator:
 
 def plan_effects(case: Case, model) -> Effects:
     """Collect the effects of every finding of the case, in CT-RATE order."""
-    from .lesions_chest import CHEST
-    from .lesions_lung import LUNG
+    from ctsearch.data.phantom.lesions_chest import CHEST
+    from ctsearch.data.phantom.lesions_lung import LUNG
 
     handlers = {**CHEST, **LUNG}
     fx = Effects()

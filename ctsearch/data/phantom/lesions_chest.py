@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .anatomy import Anatomy, coronary_paths, heart_geometry
-from .fine import BlobLayer, TubeLayer
-from .geometry import ellipsoid, rotation
-from .lesions import Effects, LesionContext
-from .spec import Finding
-from .tissue import SOFT, T, is_lung, label_mask
-from .trees import Tubes
+from ctsearch.data.phantom.anatomy import Anatomy, coronary_paths, heart_geometry
+from ctsearch.data.phantom.fine import BlobLayer, TubeLayer
+from ctsearch.data.phantom.geometry import ellipsoid, rotation
+from ctsearch.data.phantom.lesions import Effects, LesionContext
+from ctsearch.data.phantom.spec import Finding
+from ctsearch.data.phantom.tissue import SOFT, T, is_lung, label_mask
+from ctsearch.data.phantom.trees import Tubes
 
 METAL_HU = 3071.0
 SOFT_TISSUE = (T.FAT, T.MUSCLE, T.NODE, T.PERICARDIUM, T.GASTRIC, T.STOMACH, T.GAS)

@@ -6,14 +6,14 @@ import dataclasses
 
 import numpy as np
 
-from .chest import wall_thickness
-from .fine import BlobLayer, TubeLayer
-from .geometry import F32, Lattice, rotation
-from .lesions import Effects, LesionContext, bbox, ref_points
-from .lungs import lobe_labels, sides_for
-from .spec import Finding
-from .tissue import AERATED, T
-from .trees import Tubes
+from ctsearch.data.phantom.chest import wall_thickness
+from ctsearch.data.phantom.fine import BlobLayer, TubeLayer
+from ctsearch.data.phantom.geometry import F32, Lattice, rotation
+from ctsearch.data.phantom.lesions import Effects, LesionContext, bbox, ref_points
+from ctsearch.data.phantom.lungs import lobe_labels, sides_for
+from ctsearch.data.phantom.spec import Finding
+from ctsearch.data.phantom.tissue import AERATED, T
+from ctsearch.data.phantom.trees import Tubes
 
 DEFAULT_LOBE = {"Atelectasis": "lower", "Consolidation": "lower", "Emphysema": "upper",
                 "Pulmonary fibrotic sequela": "upper", "Bronchiectasis": "lower"}
@@ -187,7 +187,7 @@ def _effusion(ctx: LesionContext, side: int, depth: float) -> None:
 
 
 def _relabel(ctx: LesionContext, idx, label: int) -> None:
-    from .tissue import HU_LUT, TEXTURE_LUT
+    from ctsearch.data.phantom.tissue import HU_LUT, TEXTURE_LUT
 
     ctx.lab[idx] = label
     ctx.hu[idx] = HU_LUT[label] + TEXTURE_LUT[label] * np.random.default_rng(label).standard_normal(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .anatomy import Anatomy, Cage
-from .geometry import F32, Grid
-from .tissue import LOBES, RIGHT_LOBES, T
+from ctsearch.data.phantom.anatomy import Anatomy, Cage
+from ctsearch.data.phantom.geometry import F32, Grid
+from ctsearch.data.phantom.tissue import LOBES, RIGHT_LOBES, T
 
 APEX_H = 75.0        # height of the apical dome
 OBLIQUE_SLOPE = 0.95  # dz/dy of the oblique fissures (rising posteriorly)

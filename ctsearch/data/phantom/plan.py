@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fields import parse_volume_name, volume_key
-from ..schema import PATHOLOGIES
-from .report_text import findings_from_labels, generate_report
-from .spec import Acquisition, Case, Patient
-from .stats import kernel_sharpness, sample_acquisition_fields, sample_labels
+from ctsearch.data.fields import parse_volume_name, volume_key
+from ctsearch.data.phantom.report_text import findings_from_labels, generate_report
+from ctsearch.data.phantom.spec import Acquisition, Case, Patient
+from ctsearch.data.phantom.stats import kernel_sharpness, sample_acquisition_fields, sample_labels
+from ctsearch.data.schema import PATHOLOGIES
 
 log = logging.getLogger(__name__)
 _EPOCH = date(2018, 1, 1)

@@ -9,13 +9,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .chest import chest_hu, label_chest, patient_model, tree_layers
-from .fine import Canvas, paint_layers
-from .geometry import F32, Grid
-from .lesions import Effects, LesionContext, plan_effects
-from .lesions_chest import coronary_layers
-from .scanner import BINOMIAL, SLAB_VOXELS, apply_scanner, blur2d
-from .spec import Case
+from ctsearch.data.phantom.chest import chest_hu, label_chest, patient_model, tree_layers
+from ctsearch.data.phantom.fine import Canvas, paint_layers
+from ctsearch.data.phantom.geometry import F32, Grid
+from ctsearch.data.phantom.lesions import Effects, LesionContext, plan_effects
+from ctsearch.data.phantom.lesions_chest import coronary_layers
+from ctsearch.data.phantom.scanner import BINOMIAL, SLAB_VOXELS, apply_scanner, blur2d
+from ctsearch.data.phantom.spec import Case
 
 log = logging.getLogger(__name__)
 COARSE_MM = (1.3, 1.3, 2.0)   # large anatomy is labelled no finer than this, then upsampled

@@ -6,8 +6,7 @@ import re
 
 import numpy as np
 
-from ..schema import PATHOLOGIES
-from .report_phrases import (
+from ctsearch.data.phantom.report_phrases import (
     ABDOMEN,
     AIRWAY,
     ALWAYS_NEGATED,
@@ -24,7 +23,8 @@ from .report_phrases import (
     PLEURA_ORDER,
     POSITIVE,
 )
-from .spec import Finding
+from ctsearch.data.phantom.spec import Finding
+from ctsearch.data.schema import PATHOLOGIES
 
 # Which attributes each pathology carries (others are always None, parsed or sampled).
 LAT, LOBE, SIZE = "laterality", "lobe", "size_mm"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .anatomy import Anatomy, Cage
-from .geometry import Grid, fill_ellipsoid, segment_distance
-from .tissue import T
+from ctsearch.data.phantom.anatomy import Anatomy, Cage
+from ctsearch.data.phantom.geometry import Grid, fill_ellipsoid, segment_distance
+from ctsearch.data.phantom.tissue import T
 
 PITCH = 25.0   # vertebral level height (body + disc), mm
 

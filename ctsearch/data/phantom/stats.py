@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fields import parse_age, parse_xy_spacing
-from ..schema import PATHOLOGIES
+from ctsearch.data.fields import parse_age, parse_xy_spacing
+from ctsearch.data.schema import PATHOLOGIES
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from ctsearch.cli.main import app
 from ctsearch.data.schema import PATHOLOGIES
-from ctsearch.labeler import explain, label_report
+from ctsearch.labels.rules import explain, label_report
 
 
 @pytest.mark.parametrize("text,finding,label", [
@@ -69,7 +69,7 @@ def test_learned_labeler_trains_saves_and_labels(tmp_path):
     import torch
     from transformers import BertConfig, BertModel
 
-    from ctsearch.labeler_model import ModelLabeler, train_labeler
+    from ctsearch.labels.learned import ModelLabeler, train_labeler
     from ctsearch.models.text import train_wordpiece
 
     texts = ["pleural effusion on the right.", "no abnormal finding.", "right pleural effusion.",

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.schema import PATHOLOGIES
-from .models.text import load_tokenizer, minilm_path, tokenize
+from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.labels.dataset import labelled_reports
+from ctsearch.models.text import load_tokenizer, minilm_path, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -88,3 +89,15 @@ class ModelLabeler:
 
     def label(self, texts: list[str]) -> np.ndarray:
         return (self.probs(texts) >= 0.5).astype(int)
+
+
+def train_labeler_on(reports: str | Path, labels: str | Path, out: str | Path,
+                     text_encoder: str = "minilm", epochs: int = 3, lr: float = 5e-5,
+                     all_scans: bool = False) -> Path:
+    """Train the learned labeler on the development scans (or all) of a reports/labels pair."""
+    parts = labelled_reports(Path(reports), Path(labels))
+    rows = parts["dev"] + (parts["held_out"] if all_scans else [])
+    if not rows:
+        raise ValueError(f"{reports}: no labelled reports")
+    return train_labeler([t for t, _ in rows], np.array([y for _, y in rows]), out,
+                         text_encoder, epochs, lr)

@@ -13,20 +13,23 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import torch
 
-from .data import read_any
-from .data.pipeline import preprocess_cases
-from .fsutil import atomic_output, preprocessed_dir, write_json
-from .metrics import random_recall, recall_at_k
-from .models import CTCLIP, ModelCfg, model_preset, save_checkpoint
-from .models.loss import global_clip_loss
-from .models.text import (
+from ctsearch.data import read_any
+from ctsearch.data.pipeline import preprocess_cases
+from ctsearch.data.text import report_text
+from ctsearch.eval.retrieval import random_recall, recall_at_k
+from ctsearch.fsutil import atomic_output, preprocessed_dir, write_json
+from ctsearch.models import CTCLIP, ModelCfg, model_preset, save_checkpoint
+from ctsearch.models.loss import global_clip_loss
+from ctsearch.models.text import (
     load_pretrained_text,
     load_tokenizer,
     minilm_path,
     tokenize,
     train_wordpiece,
 )
-from .training import Batches, TrainCfg, _device, _dist_env, augment, report_text, split_rows
+from ctsearch.train.batches import Batches, augment, split_rows
+from ctsearch.train.config import TrainCfg
+from ctsearch.train.distributed import dist_env, train_device
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, float], None]
@@ -74,7 +77,7 @@ def evaluate(model: CTCLIP, data: Batches, device, batch: int = 16) -> dict:
         text.append(model.encode_text(ids.to(device), mask.to(device)).float().cpu())
         image.append(model.encode_volume(x.to(device)).float().cpu())
     text, image = torch.cat(text), torch.cat(image)
-    from .models.loss import clip_loss
+    from ctsearch.models.loss import clip_loss
 
     loss = float(clip_loss(text, image, model.logit_scale.float().cpu()))
     model.train()
@@ -137,8 +140,8 @@ def train(data: str | Path, out: str | Path, preset: str = "tiny", text_encoder:
           workers: int = 2, progress: Progress | None = None) -> dict:
     """Train CT-CLIP on `data` into the run folder `out`; returns the final metrics."""
     out, tc = Path(out), tc or TrainCfg.for_preset(preset)
-    rank, world = _dist_env()
-    device = _device()
+    rank, world = dist_env()
+    device = train_device()
     torch.manual_seed(tc.seed)
     cfg = model_preset(preset)
     rows, files = prepare(Path(data), cfg, Path(cache or preprocessed_dir()), workers)

@@ -1,5 +1,7 @@
 """Retrieval metrics of the paper: volume->volume label-IoU "MAP@K" and report->volume Recall@K.
 
+Recall@K: text i's only correct volume is volume i; exact random baseline and binomial p-value.
+
 Two modes for MAP@K (`../shared` reference §5.2):
 - "official" reproduces `volume_to_volume_new.py`: the pool is the abnormal volumes only, the
   query stays in the pool (it retrieves itself), each query scores the mean IoU of its top-K, and
@@ -14,7 +16,10 @@ that resamples the queries.
 
 from __future__ import annotations
 
+from math import comb
+
 import numpy as np
+import torch
 
 MAP_KS = (1, 5, 10, 50)
 RECALL_KS = (5, 10, 50, 100)
@@ -64,10 +69,6 @@ def map_corrected(latents: np.ndarray, labels: np.ndarray, scans: list[str], ks=
 
 def recall_hits(text: np.ndarray, image: np.ndarray, ks=RECALL_KS) -> dict:
     """Per query (text i pairs with image i): 1.0 when image i ranks within the top K."""
-    import torch
-
-    from .metrics import paired_rank
-
     rank = paired_rank(torch.from_numpy(np.ascontiguousarray(text)),
                        torch.from_numpy(np.ascontiguousarray(image))).numpy()
     return {str(k): (rank < k).astype(np.float64) for k in ks}
@@ -79,3 +80,37 @@ def bootstrap_ci(per_query: np.ndarray, draws: int = 1000, seed: int = 0) -> lis
     idx = rng.integers(0, len(per_query), (draws, len(per_query)))
     means = per_query[idx].mean(axis=1)
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def recall_at_k(text: torch.Tensor, image: torch.Tensor, ks=(5, 10), chunk: int = 4096) -> dict:
+    """Report->volume Recall@K: text i's only correct volume is volume i (one positive/query).
+
+    A hit when volume i ranks within the top K of text i's scores (ties broken toward hits
+    only if strictly higher scores number fewer than K). Computed in query chunks.
+    """
+    rank = paired_rank(text, image, chunk)
+    return {f"R@{k}": float((rank < k).float().mean()) for k in ks}
+
+
+def paired_rank(text: torch.Tensor, image: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """Per text i: how many images score strictly higher than its own image i (0 = first)."""
+    ranks = []
+    for start in range(0, text.shape[0], chunk):
+        s = text[start:start + chunk] @ image.t()
+        own = s[torch.arange(s.shape[0]), torch.arange(start, start + s.shape[0])]
+        ranks.append((s > own[:, None]).sum(dim=1))
+    return torch.cat(ranks)
+
+
+def random_recall(n: int, ks=(5, 10)) -> dict:
+    """Expected Recall@K of random scores: min(K, N) / N."""
+    return {f"R@{k}": min(k, n) / n for k in ks}
+
+
+def recall_p_value(recall: float, n: int, k: int) -> float:
+    """One-sided binomial p-value of reaching `recall` at K over n queries by chance.
+
+    Under random scores each query is a hit with probability min(K, n) / n, independently.
+    """
+    p, hits = min(k, n) / n, round(recall * n)
+    return float(sum(comb(n, x) * p**x * (1 - p) ** (n - x) for x in range(hits, n + 1)))

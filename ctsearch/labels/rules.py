@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .data.schema import PATHOLOGIES
+from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.data.text import report_of
 
 _ARTERY = r"(aort|arter|vascular|carotid|subclavian|brachiocephalic|iliac|vessel|arch)"
 RULES: dict[str, tuple[list[str], list[str]]] = {  # finding -> (patterns, exclusions)
@@ -128,7 +129,7 @@ def label_csv(reports_csv: str, out_csv: str, model: str | None = None) -> int:
     `model`: a trained labeler folder (`ctsearch labels train`) instead of the rules."""
     import csv
 
-    from .fsutil import atomic_output
+    from ctsearch.fsutil import atomic_output
 
     with open(reports_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -137,7 +138,7 @@ def label_csv(reports_csv: str, out_csv: str, model: str | None = None) -> int:
         raise ValueError(f"{reports_csv}: missing column(s) {sorted(missing)}")
     texts = [report_of(r) for r in rows]
     if model:
-        from .labeler_model import ModelLabeler
+        from ctsearch.labels.learned import ModelLabeler
 
         matrix = ModelLabeler(model).label(texts).tolist()
     else:
@@ -148,9 +149,3 @@ def label_csv(reports_csv: str, out_csv: str, model: str | None = None) -> int:
         for r, labels in zip(rows, matrix, strict=True):
             w.writerow([r["VolumeName"], *labels])
     return len(rows)
-
-
-def report_of(row: dict) -> str:
-    """Findings + impressions of a reports-CSV row ('Not given.' dropped)."""
-    parts = [row.get("Findings_EN") or "", row.get("Impressions_EN") or ""]
-    return " ".join(p for p in parts if p.strip() and p.strip() != "Not given.")

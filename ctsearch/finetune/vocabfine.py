@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.schema import PATHOLOGIES
-from .models import save_checkpoint
-from .models.text import tokenize
-from .zeroshot import prompt_texts
+from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.models import save_checkpoint
+from ctsearch.models.text import tokenize
+from ctsearch.search.zeroshot import prompt_texts
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,8 @@ def _index_latents(searcher, rows: list[int]):
 
 def _volume_latents(searcher, rows: list[int]):
     """Latents recomputed with gradients from the preprocessed volumes of `rows`."""
-    from .data.pipeline import cache_file
-    from .fsutil import preprocessed_dir
+    from ctsearch.data.pipeline import cache_file
+    from ctsearch.fsutil import preprocessed_dir
 
     cache = preprocessed_dir(searcher.folder.parent.parent)  # HOME/indexes/NAME -> HOME
     files = [cache_file(cache, searcher.rows[i]["key"]) for i in rows]

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .data.schema import PATHOLOGIES
-from .fsutil import atomic_output
+from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.fsutil import atomic_output
 
 log = logging.getLogger(__name__)
 TEMPLATES = {  # name -> (present, absent)
@@ -91,7 +91,7 @@ def detect(searcher, findings: list[str] | None = None, volume: str | Path | Non
            like: str | None = None, all_volumes: bool = False,
            template: str = "official") -> pa.Table:
     """P(present) per finding for one volume (file or indexed) or every indexed volume."""
-    from .search.filters import QueryError
+    from ctsearch.search.filters import QueryError
 
     findings = list(findings or PATHOLOGIES)
     if sum(bool(v) for v in (volume, like, all_volumes)) != 1:

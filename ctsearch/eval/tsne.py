@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .data.schema import PATHOLOGIES
-from .search.store import REPORTS, VOLUMES, column_matrix, index_dir
+from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.search.store import REPORTS, VOLUMES, column_matrix, index_dir
 
 log = logging.getLogger(__name__)
 BINS = ((0, 0, "0"), (1, 3, "1-3"), (4, 6, "4-6"), (7, 9, "7-9"), (10, 12, "10-12"),

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.schema import PATHOLOGIES
-from .fsutil import atomic_output
+from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.fsutil import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def head_probs(head: dict, latents: np.ndarray) -> np.ndarray:
 def finetune_classfine(index: str, out: str | Path, home=None, split: str = "train",
                        epochs: int = 300, lr: float = 1e-2) -> Path:
     """Train the head on the index's `split` latents; write OUT/classfine.pt."""
-    from .search import Searcher
+    from ctsearch.search import Searcher
 
     s = Searcher(index, home)
     rows = [i for i, r in enumerate(s.rows) if r["split"] == split]

@@ -7,7 +7,7 @@ import pytest
 
 from ctsearch.bench.preprocess import summarise
 from ctsearch.bench.probe import ridge
-from ctsearch.detection import auroc
+from ctsearch.eval.detection import auroc
 
 
 def test_auroc_closed_form():
@@ -60,7 +60,7 @@ def test_query_bench_measures_every_stage(tmp_path):
 
 
 def test_recall_p_value_closed_form():
-    from ctsearch.metrics import recall_p_value
+    from ctsearch.eval.retrieval import recall_p_value
 
     assert recall_p_value(0.0, 20, 5) == pytest.approx(1.0)
     assert recall_p_value(1.0, 4, 1) == pytest.approx(0.25**4)

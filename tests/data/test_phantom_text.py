@@ -26,7 +26,9 @@ from ctsearch.data.phantom.stats import (
 )
 from ctsearch.data.schema import PATHOLOGIES
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "ctrate_real"
+from conftest import SHARED
+
+REAL = SHARED / "fixtures" / "ctrate_real"
 
 
 def _real() -> Path:

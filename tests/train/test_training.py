@@ -8,11 +8,13 @@ import shutil
 import pytest
 import torch
 
-from ctsearch.metrics import random_recall, recall_at_k
+from ctsearch.data.text import clean_text
+from ctsearch.eval.retrieval import random_recall, recall_at_k
 from ctsearch.models import load_checkpoint
 from ctsearch.models.loss import clip_loss
-from ctsearch.trainer import train
-from ctsearch.training import TrainCfg, clean_text, split_rows
+from ctsearch.train.batches import split_rows
+from ctsearch.train.config import TrainCfg
+from ctsearch.train.loop import train
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +176,7 @@ def test_freeze_text_keeps_the_pretrained_tower(phantoms, tmp_path):
 
 
 def test_augment_shifts_with_padding():
-    from ctsearch.training import augment
+    from ctsearch.train.batches import augment
 
     x = torch.arange(2 * 6 * 8 * 8, dtype=torch.float32).reshape(2, 1, 6, 8, 8)
     torch.manual_seed(3)
