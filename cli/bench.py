@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ctsearch.cli.ui import console, exit_on_error, print_table, progress_bar
+from ctsearch.cli.ui import console, print_table, progress_bar
 
 app = typer.Typer(help="Benchmarks (tables + JSON, ratios against a baseline in the same run).",
                   no_args_is_help=True)
@@ -134,9 +134,8 @@ def retrieval_bench_cmd(
 
     from ctsearch.bench.retrieval import run_retrieval_bench
 
-    with exit_on_error():
-        r = run_retrieval_bench(index, home, mode, None if split == "all" else split, per_scan,
-                                out)
+    r = run_retrieval_bench(index, home, mode, None if split == "all" else split, per_scan,
+                            out)
     if as_json:
         print(json.dumps(r))
         return
@@ -168,9 +167,8 @@ def detect_bench_cmd(
 
     from ctsearch.bench.detect import run_detect_bench
 
-    with exit_on_error():
-        r = run_detect_bench(index, home, mode, split, threshold_split,
-                             tuple(templates.split(",")), draws, out, head, external)
+    r = run_detect_bench(index, home, mode, split, threshold_split,
+                         tuple(templates.split(",")), draws, out, head, external)
     if as_json:
         print(json.dumps(r))
         return

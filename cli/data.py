@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ctsearch.cli.ui import console, fail, print_table, progress_bar
+from ctsearch.cli.ui import console, print_table, progress_bar
 
 app = typer.Typer(help="Datasets: the embedded phantom CT-RATE set and case tables.",
                   no_args_is_help=True)
@@ -48,9 +48,6 @@ def cases_cmd(
     """Read a CT-RATE tree (or plain folder) into the typed case table (parquet)."""
     from ctsearch.data import read_any, write_cases
 
-    try:
-        table = read_any(data, intensity)
-    except (ValueError, FileNotFoundError) as exc:
-        raise fail(str(exc)) from None
+    table = read_any(data, intensity)
     write_cases(table, out)
     console.print(f"{table.num_rows} volumes -> [bold]{out}[/bold]")

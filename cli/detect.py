@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ctsearch.cli.ui import console, exit_on_error, print_table
+from ctsearch.cli.ui import console, print_table
 
 
 def detect_cmd(
@@ -30,9 +30,8 @@ def detect_cmd(
     from ctsearch.search import Searcher
     from ctsearch.search.zeroshot import detect
 
-    with exit_on_error():
-        table = detect(Searcher(index, home, model), list(finding or ()) or None, volume, like,
-                       all_volumes, template)
+    table = detect(Searcher(index, home, model), list(finding or ()) or None, volume, like,
+                   all_volumes, template)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, out)

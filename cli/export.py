@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ctsearch.cli.ui import console, err_console, exit_on_error, fail
+from ctsearch.cli.ui import console, err_console, fail
 
 app = typer.Typer(help="Export views of an index.", no_args_is_help=True)
 
@@ -25,6 +25,6 @@ def tsne_cmd(
     kinds = ("volumes", "reports") if kind == "both" else (kind,)
     if not set(kinds) <= {"volumes", "reports"}:
         raise fail(f"--kind {kind!r}: choose volumes, reports or both", 2)
-    with exit_on_error(), err_console.status("t-SNE ..."):
+    with err_console.status("t-SNE ..."):
         folder = export_tsne(index, out, home, kinds, seed)
     console.print(f"coordinates and plots in [bold]{folder}[/bold]")

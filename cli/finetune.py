@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ctsearch.cli.ui import console, exit_on_error, fail, progress_bar
+from ctsearch.cli.ui import console, fail, progress_bar
 
 app = typer.Typer(help="Fine-tune detection heads.", no_args_is_help=True)
 
@@ -23,8 +23,7 @@ def classfine_cmd(
     """Train ClassFine (LiPro layout) on cached latents; evaluate with `bench detect --head`."""
     from ctsearch.finetune.classfine import finetune_classfine
 
-    with exit_on_error():
-        path = finetune_classfine(index, out, home, split, epochs, lr)
+    path = finetune_classfine(index, out, home, split, epochs, lr)
     console.print(f"head: [bold]{path}[/bold]  (ctsearch bench detect --index {index} "
                   f"--head {path})")
 
@@ -47,7 +46,7 @@ def vocabfine_cmd(
 
     if loss not in ("ce", "mse"):
         raise fail(f"--loss {loss!r}: choose ce or mse", 2)
-    with exit_on_error(), progress_bar("vocabfine", unit="epoch") as update:
+    with progress_bar("vocabfine", unit="epoch") as update:
         path = train_vocabfine(Searcher(index, home), out, split, epochs, lr, loss=loss,
                                end_to_end=end_to_end, progress=update)
     console.print(f"model: [bold]{path}[/bold]  (index it: ctsearch index build --name "

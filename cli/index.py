@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from ctsearch.cli.ui import console, exit_on_error, print_table, progress_bar
+from ctsearch.cli.ui import console, print_table, progress_bar
 
 app = typer.Typer(help="Build, merge and inspect index folders.", no_args_is_help=True)
 
@@ -47,7 +47,7 @@ def build_cmd(
     opts = _options(qdrant_url, shard_number, replication_factor)
     if qdrant_url and backend in (None, "exact"):
         backend = "qdrant"
-    with exit_on_error(), ExitStack() as stack:
+    with ExitStack() as stack:
         info = build_index(data, model, name, backend, home, rebuild, shard, tokenizer,
                            text_field, opts, batch_size, workers,
                            progress_for=lambda s: stack.enter_context(progress_bar(s)))
@@ -63,8 +63,7 @@ def merge_cmd(
     """Join the shards of `index build --shard i/n` into one index."""
     from ctsearch.search import merge_shards
 
-    with exit_on_error():
-        info = merge_shards(name, home, backend)
+    info = merge_shards(name, home, backend)
     _print_info(info)
 
 
@@ -76,8 +75,7 @@ def info_cmd(
     """Print an index's index.json."""
     from ctsearch.search import index_dir, read_index_json
 
-    with exit_on_error():
-        info = read_index_json(index_dir(name, home))
+    info = read_index_json(index_dir(name, home))
     console.print_json(json.dumps({k: v for k, v in info.items() if k != "failed"}, default=str))
 
 

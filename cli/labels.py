@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ctsearch.cli.ui import console, exit_on_error, fail, print_table
+from ctsearch.cli.ui import console, fail, print_table
 
 app = typer.Typer(help="Label reports (rule-based by default; `labels train` for a model).",
                   invoke_without_command=True)
@@ -34,8 +34,7 @@ def labels_cmd(
         return
     if reports is None or out is None:
         raise fail("give --reports and --out, or --text", 2)
-    with exit_on_error():
-        n = label_csv(str(reports), str(out), model)
+    n = label_csv(str(reports), str(out), model)
     console.print(f"{n} reports labelled -> {out}")
 
 
@@ -68,6 +67,5 @@ def train_cmd(
     """Fine-tune a BERT-family classifier on labelled reports."""
     from ctsearch.labels.learned import train_labeler_on
 
-    with exit_on_error():
-        folder = train_labeler_on(reports, labels, out, text_encoder, epochs, lr, all_scans)
+    folder = train_labeler_on(reports, labels, out, text_encoder, epochs, lr, all_scans)
     console.print(f"labeler: [bold]{folder}[/bold]")

@@ -9,10 +9,10 @@ from ctsearch.cli.detect import detect_cmd
 from ctsearch.cli.preprocess import preprocess_cmd
 from ctsearch.cli.query import query_cmd
 from ctsearch.cli.train import train_cmd
-from ctsearch.cli.ui import setup_logging
+from ctsearch.cli.ui import DEBUG, ErrorMappingGroup, setup_logging
 
-app = typer.Typer(help="ctsearch: retrieval and embedding search for 3D chest CT.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(cls=ErrorMappingGroup, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="ctsearch: retrieval and embedding search for 3D chest CT.")
 app.add_typer(data.app, name="data")
 app.add_typer(bench.app, name="bench")
 app.add_typer(index.app, name="index")
@@ -27,9 +27,13 @@ app.command("detect")(detect_cmd)
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
-    """Configure logging for every command."""
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging and tracebacks."),
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of every error."),
+) -> None:
+    """Configure logging (and tracebacks) for every command."""
     setup_logging(verbose)
+    DEBUG["tracebacks"] = verbose or debug
 
 
 if __name__ == "__main__":

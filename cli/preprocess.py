@@ -21,14 +21,11 @@ def preprocess_cmd(
     from ctsearch.fsutil import preprocessed_dir
 
     out = out or preprocessed_dir()
-    try:
-        with progress_bar("preprocess") as update:
-            summary = preprocess_tree(data, out, preset, workers, intensity, update)
-    except (ValueError, FileNotFoundError) as exc:
-        raise fail(str(exc)) from None
+    with progress_bar("preprocess") as update:
+        summary = preprocess_tree(data, out, preset, workers, intensity, update)
     rows = [["done", len(summary.done)], ["skipped", len(summary.skipped)],
             ["failed", len(summary.failed)], ["seconds", summary.seconds]]
     print_table("preprocess", ["", "volumes"], rows)
     console.print(f"cache and preprocess.json in [bold]{out}[/bold]")
     if not summary.ok:
-        raise fail(f"{len(summary.failed)} volume(s) failed; see {out / 'preprocess.json'}")
+        raise fail(f"{len(summary.failed)} volume(s) failed; see {out / 'preprocess.json'}", 1)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ctsearch.cli.ui import console, exit_on_error, print_table
+from ctsearch.cli.ui import console, print_table
 
 
 def query_cmd(
@@ -30,10 +30,9 @@ def query_cmd(
     """Search an index; filters are applied before the top-k (true top-k of the filtered set)."""
     from ctsearch.search import Searcher
 
-    with exit_on_error():
-        searcher = Searcher(index, home, model, tokenizer)
-        hits = searcher.query(report, volume, like, k, where, tuple(label or ()), split, per_scan,
-                              target)
+    searcher = Searcher(index, home, model, tokenizer)
+    hits = searcher.query(report, volume, like, k, where, tuple(label or ()), split, per_scan,
+                          target)
     if as_json:
         print(json.dumps(hits, default=str))
         return

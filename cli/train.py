@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ctsearch.cli.ui import console, fail, print_table, progress_bar
+from ctsearch.cli.ui import console, print_table, progress_bar
 
 
 def train_cmd(
@@ -45,12 +45,9 @@ def train_cmd(
     for name, value in (("codebook_init", codebook_init), ("codebook_ema", codebook_ema)):
         if value is not None:
             setattr(tc, name, value)
-    try:
-        with progress_bar("train", unit="step") as update:
-            m = train(data, out, preset, text_encoder, tc, resume, cache, workers,
-                      progress=lambda s, t, loss: update(s, t))
-    except (ValueError, FileNotFoundError) as exc:
-        raise fail(str(exc)) from None
+    with progress_bar("train", unit="step") as update:
+        m = train(data, out, preset, text_encoder, tc, resume, cache, workers,
+                  progress=lambda s, t, loss: update(s, t))
     rows = [[k, f"{m[k]:.3f}", f"{m['random'][k]:.3f}"] for k in ("R@5", "R@10")]
     print_table(f"validation report->volume (n={m['n_val']})", ["", "model", "random"], rows)
     console.print(f"model: [bold]{out / 'model.pt'}[/bold]  metrics: {out / 'metrics.jsonl'}")

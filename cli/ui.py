@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -18,6 +19,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from typer.core import TyperGroup
+
+from ctsearch.errors import CTSearchError
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
@@ -66,19 +70,25 @@ def print_table(title: str, header: list[str], rows: list[list]) -> None:
     console.print(table)
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print one error line and return the Exit to raise."""
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one error line and return the Exit to raise (usage errors: exit 2)."""
     err_console.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
 
 
-ERRORS = (ValueError, OSError, ImportError)  # OSError covers FileNotFoundError
+# expected failures: the library's own errors and a file the user named that does not exist
+EXPECTED = (CTSearchError, FileNotFoundError)
+DEBUG = {"tracebacks": False}
 
 
-@contextmanager
-def exit_on_error(code: int = 2) -> Iterator[None]:
-    """An expected library error (bad input, missing file or package) -> one line, exit `code`."""
-    try:
-        yield
-    except ERRORS as exc:
-        raise fail(str(exc), code) from None
+class ErrorMappingGroup(TyperGroup):
+    """The root command group: an expected error becomes one line + exit 2 (with its traceback
+    under --debug / -v); anything else is a bug and propagates with its traceback (exit 1)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EXPECTED as exc:
+            if DEBUG["tracebacks"]:
+                err_console.print_exception()
+            raise fail(str(exc) or type(exc).__name__) from None

@@ -20,6 +20,7 @@ from ctsearch.data.schema import (
     REPORTS_DIR,
     SPLIT_DIRS,
 )
+from ctsearch.errors import CTRateError
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,6 @@ _REPORT_FIELDS = {
     "findings": "Findings_EN",
     "impressions": "Impressions_EN",
 }
-
-
-class CTRateError(ValueError):
-    """A CT-RATE tree or CSV that cannot be read; the message names the file."""
 
 
 def find_dataset_dir(root: str | Path) -> Path:

@@ -6,6 +6,8 @@ import ast
 import math
 import re
 
+from ctsearch.errors import FieldError
+
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([YMWD]?)\s*$", re.IGNORECASE)
 _AGE_UNIT_YEARS = {"Y": 1.0, "": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
 _VENDORS = {
@@ -17,10 +19,6 @@ _VENDORS = {
     "toshiba": "Canon",
     "canon medical systems": "Canon",
 }
-
-
-class FieldError(ValueError):
-    """A CSV cell that cannot be parsed; the message names the column and the value."""
 
 
 def parse_float(value: str | None, column: str = "") -> float | None:

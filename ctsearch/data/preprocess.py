@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ctsearch.data.resample import SlabResampler, crop_pad_slices  # noqa: F401 - public transform
+from ctsearch.errors import DataError, UsageError
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class PreprocessCfg:
         object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
         if self.hu_max <= self.hu_min or min(self.spacing) <= 0 or min(self.shape) <= 0:
-            raise ValueError(f"invalid PreprocessCfg {self}")
+            raise UsageError(f"invalid PreprocessCfg {self}")
 
     def to_dict(self) -> dict:
         """JSON-ready dict (tuples become lists)."""
@@ -41,7 +42,7 @@ class PreprocessCfg:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown PreprocessCfg keys {sorted(unknown)}; known {sorted(known)}")
+            raise UsageError(f"unknown PreprocessCfg keys {sorted(unknown)}; known {sorted(known)}")
         return cls(**d)
 
     def digest(self) -> str:
@@ -59,7 +60,7 @@ def preset(name: str) -> PreprocessCfg:
     """A shipped preset: `paper` (official 240x480x480) or a smaller shape for CPU work."""
     table = _presets()
     if name not in table:
-        raise ValueError(f"unknown preprocess preset {name!r}; available: {sorted(table)}")
+        raise UsageError(f"unknown preprocess preset {name!r}; available: {sorted(table)}")
     return PreprocessCfg.from_dict(table[name])
 
 
@@ -150,7 +151,7 @@ def preprocess(
     """
     cfg = cfg or PreprocessCfg()
     if hu.ndim != 3:
-        raise ValueError(f"preprocess expects a 3D (D, H, W) array, got shape {hu.shape}")
+        raise DataError(f"preprocess expects a 3D (D, H, W) array, got shape {hu.shape}")
     size = resampled_shape(hu.shape, spacing, cfg.spacing)
     pre, post = _transforms(cfg, slope, offset)
     return _slabs(hu, size, cfg.shape, -1.0, pre, post, getattr(torch, dtype)).numpy()

@@ -13,6 +13,7 @@ import numpy as np
 from nibabel import orientations as ornt_mod
 
 from ctsearch.data.intensity import decide_intensity
+from ctsearch.errors import VolumeError
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +21,6 @@ log = logging.getLogger(__name__)
 MODEL_AXCODES = ("S", "L", "P")
 # CT-RATE v1 headers are blank; their stored voxel order is (L, P, S) (official input = SLP).
 BLANK_HEADER_AXCODES = ("L", "P", "S")
-
-
-class VolumeError(ValueError):
-    """A volume that cannot be used; the message names the file and the problem."""
-
-    def __init__(self, path: str | Path, problem: str):
-        super().__init__(f"{path}: {problem}")
-        self.path = str(path)
-        self.problem = problem
 
 
 @dataclass

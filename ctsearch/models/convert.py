@@ -6,6 +6,7 @@ import re
 
 import torch
 
+from ctsearch.errors import CheckpointError
 from ctsearch.models.config import ModelCfg
 
 VT = "visual_transformer."
@@ -15,10 +16,6 @@ _UNUSED = re.compile(
     r"^(to_text_latent_extra|to_visual_latent_extra)\.|"
     r"^visual_transformer\.(to_patch_emb_first_frame|to_pixels_first_frame|to_pixels)\.|"
     r"\.null_kv$|\.context_norm\.(gamma|beta)$")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is not a CT-CLIP file or does not fit the model; names the key."""
 
 
 def detect_kind(sd: dict) -> str:

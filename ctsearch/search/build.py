@@ -16,6 +16,7 @@ from ctsearch import __version__
 from ctsearch.data import read_any
 from ctsearch.data.pipeline import preprocess_cases
 from ctsearch.data.text import report_text
+from ctsearch.errors import IndexFormatError, IndexMismatch, UsageError
 from ctsearch.fsutil import default_home, preprocessed_dir, write_json
 from ctsearch.search.encoder import Encoder, volume_id
 from ctsearch.search.parts import encode_missing, read_parts, text_hash
@@ -48,9 +49,9 @@ def parse_shard(shard: str | None) -> tuple[int, int] | None:
         try:
             i, n = (int(v) for v in shard.split("/"))
         except ValueError:
-            raise ValueError(f"--shard {shard!r}: expected i/n, e.g. 0/4") from None
+            raise UsageError(f"shard {shard!r}: expected i/n, e.g. 0/4") from None
     if not 0 <= i < n:
-        raise ValueError(f"--shard {shard!r}: need 0 <= i < n")
+        raise UsageError(f"shard {shard!r}: need 0 <= i < n")
     return i, n
 
 
@@ -114,7 +115,7 @@ def _from_previous(name: str, home: Path, data, model, backend) -> tuple:
     recover(folder)
     info = read_index_json(folder) if (folder / "index.json").exists() else {}
     if (data is None or model is None) and not info:
-        raise ValueError(f"index {name!r} does not exist yet: give --data and --model")
+        raise UsageError(f"index {name!r} does not exist yet: give data and model")
     return (data or info["data"], model or info["model_path"],
             backend or info.get("backend", {}).get("spec") or "exact")
 
@@ -215,7 +216,7 @@ def _check_shards(name: str, infos: list[dict]) -> None:
     n = infos[0]["shard"][1]
     got = sorted(i["shard"][0] for i in infos if i["shard"][1] == n)
     if got != list(range(n)):
-        raise ValueError(f"{name}: shards {got} of {n} present; need all of 0..{n - 1}")
+        raise IndexFormatError(f"{name}: shards {got} of {n} present; need all of 0..{n - 1}")
     ids = {i["model"]["id"] for i in infos}
     if len(ids) > 1:
-        raise ValueError(f"{name}: shards were built with different models {sorted(ids)}")
+        raise IndexMismatch(f"{name}: shards were built with different models {sorted(ids)}")

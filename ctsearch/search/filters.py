@@ -8,10 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from ctsearch.data.schema import PATHOLOGIES
-
-
-class QueryError(ValueError):
-    """A query that cannot run as asked (bad filter, unknown volume, empty text, ...)."""
+from ctsearch.errors import QueryError
 
 
 def snake(name: str) -> str:

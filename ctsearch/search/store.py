@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.errors import IndexMismatch
 from ctsearch.fsutil import default_home
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,6 @@ VOLUMES = "embeddings/volumes.parquet"
 REPORTS = "embeddings/reports.parquet"
 CODES = "tokens/codes.parquet"
 CODEBOOK = "tokens/codebook.npy"
-
-
-class IndexMismatch(ValueError):
-    """The index was built with another model (or preprocessing) than the one in use."""
 
 
 def index_dir(name: str, home: str | Path | None = None) -> Path:

@@ -40,7 +40,7 @@ def test_preprocess_command_ok_then_failure_exit_code(mini_tree, tmp_path):
 def test_unknown_preset_is_one_line(mini_tree, tmp_path):
     result = runner.invoke(app, ["preprocess", "--data", str(mini_tree["root"]), "--out",
                                  str(tmp_path / "p"), "--preset", "huge"])
-    assert result.exit_code == 1 and "unknown preprocess preset 'huge'" in result.output
+    assert result.exit_code == 2 and "unknown preprocess preset 'huge'" in result.output
 
 
 def test_data_cases_writes_parquet(mini_tree, tmp_path):
@@ -76,3 +76,30 @@ def test_preprocess_default_home(mini_tree, tmp_path, monkeypatch):
                                  "tiny", "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "home/preprocessed/preprocess.json").exists()
+
+
+def test_expected_error_is_one_line_and_a_bug_shows_its_traceback(mini_tree, tmp_path,
+                                                                  monkeypatch):
+    args = ["data", "cases", "--data", str(mini_tree["root"]), "--out", str(tmp_path / "c.pq")]
+    import ctsearch.data as data_pkg
+    from ctsearch.errors import DataError
+
+    def expected(*a, **k):
+        raise DataError("cases.csv: missing column 'VolumeName'")
+
+    monkeypatch.setattr(data_pkg, "read_any", expected)
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and res.output.strip().splitlines() == [
+        "error: cases.csv: missing column 'VolumeName'"]
+    debug = runner.invoke(app, ["--debug", *args])
+    assert debug.exit_code == 2 and "Traceback" in debug.output and "expected" in debug.output
+
+    def bug(*a, **k):
+        return [][1]  # a genuine bug (IndexError), or a numpy ValueError, is not an input error
+
+    monkeypatch.setattr(data_pkg, "read_any", bug)
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1 and isinstance(res.exception, IndexError)
+    monkeypatch.setattr(data_pkg, "read_any", lambda *a, **k: int("x"))  # plain ValueError
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1 and isinstance(res.exception, ValueError)
