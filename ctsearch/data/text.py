@@ -3,6 +3,22 @@
 from __future__ import annotations
 
 import re
+from enum import StrEnum
+
+from ctsearch.choices import choose
+
+
+class TextField(StrEnum):
+    """Which report text the model embeds: Findings_EN (official v2), Impressions_EN, or both."""
+
+    findings = "findings"
+    impressions = "impressions"
+    both = "both"
+
+
+def text_field(value: str | TextField) -> TextField:
+    """A TextField from its name; an unknown name is an error naming the allowed ones."""
+    return choose(TextField, value, "text field")
 
 
 def clean_text(text: str | None) -> str:
@@ -10,8 +26,9 @@ def clean_text(text: str | None) -> str:
     return re.sub(r"[\"'()]", "", text or "").strip()
 
 
-def report_text(row: dict, field: str = "findings") -> str:
+def report_text(row: dict, field: str | TextField = TextField.findings) -> str:
     """Findings_EN (the v2 training text; impressions when missing), or impressions / both."""
+    field = text_field(field)
     if field == "impressions":
         return clean_text(row.get("impressions"))
     if field == "both":
