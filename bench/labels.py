@@ -13,10 +13,10 @@ from ctsearch.data.schema import PATHOLOGIES
 from ctsearch.eval.labels import label_scores
 from ctsearch.fsutil import write_json
 from ctsearch.labels.dataset import labelled_reports
-from ctsearch.labels.rules import label_report
+from ctsearch.labels.rules import label_matrix
 
 
-def run_labels_bench(reports: str | Path, labels: str | Path, out: str | Path | None = None,
+def run_labels_bench(reports: str | Path, labels: str | Path, *, out: str | Path | None = None,
                      model: str | Path | None = None) -> dict:
     """Rules (or a trained labeler folder) vs the silver labels, dev and held-out parts."""
     report = {}
@@ -27,9 +27,9 @@ def run_labels_bench(reports: str | Path, labels: str | Path, out: str | Path | 
         learned = ModelLabeler(model)
     for part, rows in labelled_reports(Path(reports), Path(labels)).items():
         texts = [t for t, _ in rows]
-        pred = (learned.label(texts).astype(bool) if learned else
-                np.array([[label_report(t)[p] for p in PATHOLOGIES] for t in texts], bool))
-        y = np.array([yy for _, yy in rows], bool)
+        pred = learned.label(texts) if learned else np.array(label_matrix(texts))
+        pred = pred.astype(bool).reshape(len(rows), len(PATHOLOGIES))  # (0, 18) when empty
+        y = np.array([yy for _, yy in rows], bool).reshape(pred.shape)
         report[part] = {"n_scans": len(rows), **label_scores(pred, y)}
     if out:
         write_json(Path(out) / f"labels-{Path(reports).stem}.json", report)

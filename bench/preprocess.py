@@ -48,8 +48,8 @@ def summarise(results: dict[str, list[dict]]) -> dict:
     return {"methods": rows, "ratios": ratios}
 
 
-def run_preprocess_bench(out: str | Path, n: int = 4, seed: int = 0, data: Path | None = None,
-                         progress=None) -> dict:
+def run_preprocess_bench(out: str | Path, n: int = 4, *, seed: int = 0,
+                         data: Path | None = None, progress=None) -> dict:
     """Benchmark on `n` full-size phantoms (or `data`); writes `preprocess.json` in `out`."""
     out = Path(out)
     root = ensure_phantoms(data or out / "phantoms_full", n, seed)

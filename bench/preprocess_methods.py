@@ -52,7 +52,8 @@ def _naive_crop_pad(t: torch.Tensor) -> torch.Tensor:
 def ctsearch_method(path: str, slope: float, intercept: float, z: float, xy: float) -> None:
     """(a) ctsearch: ISA-L decode, float32, layout-aware resample, float16 cache write."""
     vol = read_volume(path, slope, intercept, spacing=(z, xy, xy))
-    x = preprocess(vol.stored, vol.spacing, PreprocessCfg(), "float16", vol.slope, vol.offset)
+    x = preprocess(vol.stored, vol.spacing, PreprocessCfg(), dtype="float16", slope=vol.slope,
+                   offset=vol.offset)
     np.save(io.BytesIO(), x)
 
 

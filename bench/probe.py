@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.errors import DataError, MissingFileError
 from ctsearch.eval.detection import auroc
 from ctsearch.fsutil import write_json
 
@@ -34,6 +35,8 @@ def ridge(x: np.ndarray, y: np.ndarray, lam: float = 10.0) -> np.ndarray:
 def run_probe(cache: str | Path, out: str | Path) -> dict:
     """Per-label validation AUROC of the trivial-feature probe on a preprocessing cache."""
     cache = Path(cache)
+    if not (cache / "cases.parquet").is_file() or not (cache / "index.parquet").is_file():
+        raise MissingFileError(f"{cache}: not a preprocessing cache (cases.parquet, index.parquet)")
     cases = {r["volume"]: r for r in pq.read_table(cache / "cases.parquet").to_pylist()}
     index = [r for r in pq.read_table(cache / "index.parquet").to_pylist() if r["volume"] in cases]
     x = np.stack([features(r["file"]) for r in index])
@@ -41,7 +44,7 @@ def run_probe(cache: str | Path, out: str | Path) -> dict:
     split = np.array([cases[r["volume"]]["split"] for r in index])
     tr, va = split != "valid", split == "valid"
     if not va.any():
-        raise ValueError(f"{cache}: no valid split to score the probe on")
+        raise DataError(f"{cache}: no valid split to score the probe on")
     mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
     pred = ((x - mu) / sd)[va] @ ridge((x[tr] - mu) / sd, y[tr])
     rows = {p: {"auroc": auroc(pred[:, j], y[va, j]), "positives": int(y[va, j].sum())}

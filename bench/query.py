@@ -35,9 +35,13 @@ def _rows(n: int, seed: int) -> list[dict]:
 
 
 def synthetic_index(home: Path, name: str, ckpt: Path, n: int, backend: str = "exact") -> Path:
-    """Write HOME/indexes/NAME in the product format for the model at `ckpt`."""
-    from ctsearch.search.build import _info
+    """Write HOME/indexes/NAME in the product format for the model at `ckpt`.
+
+    There is no data folder (the rows are generated): index.json names HOME/synthetic/NAME.
+    """
+    from ctsearch.search.build import new_info
     from ctsearch.search.encoder import Encoder
+    from ctsearch.search.info import BackendRecord
     from ctsearch.search.store import index_dir, publish, staging_dir
     from ctsearch.search.tables import reports_table, tokens_tables, volumes_table, write_tables
     from ctsearch.search.vectors import build_vectors
@@ -53,9 +57,11 @@ def synthetic_index(home: Path, name: str, ckpt: Path, n: int, backend: str = "e
     tmp = staging_dir(final)
     tables = (volumes_table(rows, have), reports_table(rows, have), *tokens_tables(rows, have, enc))
     write_tables(tmp, *tables)
-    info = _info(enc, home, ckpt, name, backend, "findings", None, rows, [], n)
-    info["backend"] = build_vectors(tmp, None, backend, {}, tables[0], tables[1])
-    write_json(tmp / "index.json", info)
+    info = new_info(enc, data=Path(home) / "synthetic" / name, model=ckpt, name=name,
+                    backend=backend, volumes=len(rows), failed=[], encoded=n)
+    info.backend = BackendRecord.from_dict(build_vectors(tmp, None, backend, {}, tables[0],
+                                                         tables[1]))
+    info.write(tmp)
     publish(tmp, final)
     return final
 
@@ -111,10 +117,13 @@ def _detect_all(searcher, repeats: int = 5) -> dict:
     return {"first_s": round(first, 4), "cached_p50_ms": _stats(times)["p50_ms"]}
 
 
-def run_query_bench(out: str | Path, n: int = 50_000, texts: tuple[str, ...] = ("tiny", "paper"),
-                    backend: str = "exact", repeats: int = 50) -> dict:
-    """p50/p95 of `Searcher.query(report=...)` per text tower, and `detect --all` at N volumes;
+def run_query_bench(out: str | Path, n: int = 50_000, *,
+                    texts: tuple[str, ...] = ("tiny", "paper"), backend: str = "exact",
+                    repeats: int = 50, cold_n: int = 1000, cold_repeats: int = 5) -> dict:
+    """p50/p95 of `Searcher.query(report=...)` per text tower, `detect --all` at N volumes, and
+    the cold-process `ctsearch query --report` vs `import torch` (cold_repeats 0 = skip);
     writes out/query.json."""
+    from ctsearch.bench.coldstart import run_coldstart_bench
     from ctsearch.search import Searcher
 
     report = {"n": n, "backend": backend, "repeats": repeats, "results": {}}
@@ -125,5 +134,7 @@ def run_query_bench(out: str | Path, n: int = 50_000, texts: tuple[str, ...] = (
             searcher = Searcher(text, Path(tmp) / "home", device="cpu")
             report["results"][text] = _measure(searcher, repeats)
             report.setdefault("detect_all", {})[text] = _detect_all(searcher)
+    if cold_repeats:
+        report["cold_start"] = run_coldstart_bench(n=cold_n, repeats=cold_repeats)
     write_json(Path(out) / "query.json", report)
     return report

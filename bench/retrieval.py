@@ -8,10 +8,13 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.errors import DataError
+from ctsearch.eval.modes import EvalSplit, MetricMode, metric_mode, split_filter
 from ctsearch.eval.retrieval import (
     MAP_KS,
     RECALL_KS,
     bootstrap_ci,
+    chance_recall,
     label_iou,
     map_corrected,
     map_official,
@@ -34,7 +37,7 @@ def _load(folder: Path, split: str | None, per_scan: bool) -> dict:
             first.setdefault(rows[i]["scan"], i)
         keep = sorted(first.values())
     if not keep:
-        raise ValueError(f"{folder.name}: no volumes in split {split!r}")
+        raise DataError(f"index {folder.name!r}: no volumes in split {split!r}")
     return {"image": image[keep], "text": np.stack([text[rows[i]["volume"]] for i in keep]),
             "labels": np.array([[rows[i][p] or 0 for p in PATHOLOGIES] for i in keep]),
             "scans": [rows[i]["scan"] for i in keep]}
@@ -46,18 +49,21 @@ def _official_random(labels: np.ndarray) -> float:
     return float(label_iou(labels, labels[pool], normal_match=False).mean()) if pool.any() else 0.0
 
 
-def run_retrieval_bench(index: str, home: str | Path | None = None, mode: str = "corrected",
-                        split: str | None = "valid", per_scan: bool = False,
+def run_retrieval_bench(index: str, home: str | Path | None = None, *,
+                        mode: str | MetricMode = MetricMode.corrected,
+                        split: str | EvalSplit | None = EvalSplit.valid, per_scan: bool = False,
                         out: str | Path | None = None, draws: int = 1000) -> dict:
-    """The JSON object of the issue's interface (+ fold changes); written to out/ when given."""
-    if mode not in ("corrected", "official"):
-        raise ValueError(f"--mode {mode!r}: choose corrected or official")
+    """The JSON object of the issue's interface (+ fold changes); written to out/ when given.
+
+    `split`: a split name, or `all` / None for every volume (the JSON says None then).
+    """
+    mode, split = metric_mode(mode), split_filter(split)
     d = _load(index_dir(index, home), split, per_scan)
     n = len(d["image"])
     hits = recall_hits(d["text"], d["image"])
     recall = {k: float(v.mean()) for k, v in hits.items()}
-    rand_recall = {str(k): min(k, n) / n for k in RECALL_KS}
-    if mode == "official":
+    rand_recall = {str(k): chance_recall(k, n) for k in RECALL_KS}
+    if mode == MetricMode.official:
         maps, per_k = map_official(d["image"], d["labels"]), None
         rand_map = dict.fromkeys(maps, _official_random(d["labels"]))
     else:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ctsearch.errors import UsageError
 from ctsearch.fsutil import write_json
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ LABELS = {  # params() / sweep key -> short label
 }
 
 
-def clustered(n: int, dim: int, seed: int, queries: int = 0, groups: int = 1000,
+def clustered(n: int, dim: int, seed: int, *, queries: int = 0, groups: int = 1000,
               chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
     """(n data, `queries` held-out) unit vectors from one two-level mixture: `groups` random
     directions, 20 sub-centres around each, points around the sub-centres (made in chunks)."""
@@ -178,11 +179,11 @@ def _names(n: int, backends) -> tuple[str, ...]:
     names = tuple(backends or DEFAULT.get(n, tuple(SETTINGS)))
     unknown = [b for b in names if b not in SETTINGS]
     if unknown:
-        raise ValueError(f"unknown backend(s) {unknown}; valid: {', '.join(SETTINGS)}")
+        raise UsageError(f"unknown backend(s) {unknown}; valid: {', '.join(SETTINGS)}")
     return names
 
 
-def run_search_bench(sizes=(50_000, 1_000_000), dim: int = 512, queries: int = 200,
+def run_search_bench(sizes=(50_000, 1_000_000), dim: int = 512, *, queries: int = 200,
                      out: str | Path = "bench-out", backends=None,
                      progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Rows per (size, backend, setting) + the floor and the ratios; writes out/search.json.
@@ -193,7 +194,7 @@ def run_search_bench(sizes=(50_000, 1_000_000), dim: int = 512, queries: int = 2
     steps, done = sum(len(_names(n, backends)) for n in sizes), 0
     single_n = min(queries, 100)
     for n in sizes:
-        x, q = clustered(n, dim, 0, queries)
+        x, q = clustered(n, dim, 0, queries=queries)
         truth, floor = _floor(torch.from_numpy(x), torch.from_numpy(q), single_n)
         size_rows = [floor]
         for name in _names(n, backends):

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ctsearch.cli.ui import console, print_table, progress_bar
+from ctsearch.eval.modes import EvalSplit, MetricMode
 
 app = typer.Typer(help="Benchmarks (tables + JSON, ratios against a baseline in the same run).",
                   no_args_is_help=True)
@@ -43,7 +44,7 @@ def encoder_bench_cmd(
     """encode_volume speed and memory: ctsearch vs a naive official-style CT-ViT forward."""
     from ctsearch.bench.encoder import run_encoder_bench
 
-    report = run_encoder_bench(out, tuple(presets.split(",")), batch, repeats)
+    report = run_encoder_bench(out, tuple(presets.split(",")), batch=batch, repeats=repeats)
     rows = [[k, f"{v.get('seconds_per_batch', 0):.3f}", f"{v.get('volumes_per_s', 0):.3f}",
              f"{v.get('peak_rss_mb', 0):.0f}", f"{v.get('speedup', 0):.2f}",
              f"{v.get('max_abs_diff', 0):.2e}"] for k, v in report["results"].items()]
@@ -100,11 +101,15 @@ def query_bench_cmd(
     texts: str = typer.Option("tiny,paper", help="Text towers: tiny, paper."),
     backend: str = typer.Option("exact", help="Vector backend of the index."),
     repeats: int = typer.Option(50, help="Timed queries per measurement."),
+    cold_n: int = typer.Option(1000, help="Volumes in the index of the cold-process runs."),
+    cold_repeats: int = typer.Option(5, help="Cold `ctsearch query` processes (0 = skip)."),
 ) -> None:
-    """End-to-end `query --report` latency (text encode + search + metadata join)."""
+    """End-to-end `query --report` latency (text encode + search + metadata join), and a cold
+    `ctsearch query` process against `python -c 'import torch'`."""
     from ctsearch.bench.query import run_query_bench
 
-    report = run_query_bench(out, n, tuple(texts.split(",")), backend, repeats)
+    report = run_query_bench(out, n, texts=tuple(texts.split(",")), backend=backend,
+                             repeats=repeats, cold_n=cold_n, cold_repeats=cold_repeats)
     rows = [[t, stage, v["p50_ms"], v["p95_ms"]] for t, r in report["results"].items()
             for stage, v in r.items()]
     print_table(f"query latency, N = {n}, {backend}", ["text tower", "stage", "p50 ms", "p95 ms"],
@@ -112,7 +117,19 @@ def query_bench_cmd(
     for text, d in report.get("detect_all", {}).items():
         console.print(f"detect --all, {n} volumes x 18 findings ({text}): first {d['first_s']} s "
                       f"(encodes the prompts), then {d['cached_p50_ms']} ms")
+    if "cold_start" in report:
+        _print_cold(report["cold_start"])
     console.print(f"JSON: {out / 'query.json'}")
+
+
+def _print_cold(cold: dict) -> None:
+    base = cold["import_torch"]["median_s"]
+    runs = (("python -c 'import torch' (baseline)", "import_torch"), ("ctsearch --help", "help"),
+            ("ctsearch " + cold["command"], "query"))
+    rows = [[what, cold[key]["median_s"], f"{cold[key]['median_s'] / base:.2f}"]
+            for what, key in runs]
+    print_table(f"cold processes, median of {cold['repeats']} ({cold['n']} volumes)",
+                ["process", "seconds", "x baseline"], rows)
 
 
 def _fmt(value) -> str:
@@ -122,8 +139,8 @@ def _fmt(value) -> str:
 @app.command("retrieval")
 def retrieval_bench_cmd(
     index: str = typer.Option(..., help="Index name."),
-    mode: str = typer.Option("corrected", help="corrected | official (the paper's script)."),
-    split: str = typer.Option("valid", help="Split to evaluate ('all' for every volume)."),
+    mode: MetricMode = typer.Option(MetricMode.corrected, help="official = the paper's script."),
+    split: EvalSplit = typer.Option(EvalSplit.valid, help="Split to evaluate (all: every volume)."),
     per_scan: bool = typer.Option(False, help="One volume per scan (the paper's n = 1,564)."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON object only."),
     home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
@@ -134,8 +151,7 @@ def retrieval_bench_cmd(
 
     from ctsearch.bench.retrieval import run_retrieval_bench
 
-    r = run_retrieval_bench(index, home, mode, None if split == "all" else split, per_scan,
-                            out)
+    r = run_retrieval_bench(index, home, mode=mode, split=split, per_scan=per_scan, out=out)
     if as_json:
         print(json.dumps(r))
         return
@@ -150,9 +166,10 @@ def retrieval_bench_cmd(
 @app.command("detect")
 def detect_bench_cmd(
     index: str = typer.Option(..., help="Index name."),
-    mode: str = typer.Option("corrected", help="corrected | official (the paper's script)."),
-    split: str = typer.Option("valid", help="Evaluation split."),
-    threshold_split: str = typer.Option("train", help="Split the thresholds are chosen on."),
+    mode: MetricMode = typer.Option(MetricMode.corrected, help="official = the paper's script."),
+    split: EvalSplit = typer.Option(EvalSplit.valid, help="Evaluation split (all = every volume)."),
+    threshold_split: EvalSplit = typer.Option(EvalSplit.train,
+                                              help="Split the thresholds are chosen on."),
     templates: str = typer.Option("official,v1", help="Prompt templates compared (first = main); "
                                   "`seven` = all built-in pairs; `ensemble` = their mean."),
     draws: int = typer.Option(1000, help="Bootstrap resamples."),
@@ -167,8 +184,9 @@ def detect_bench_cmd(
 
     from ctsearch.bench.detect import run_detect_bench
 
-    r = run_detect_bench(index, home, mode, split, threshold_split,
-                         tuple(templates.split(",")), draws, out, head, external)
+    r = run_detect_bench(index, home, mode=mode, split=split, threshold_split=threshold_split,
+                         templates=tuple(templates.split(",")), draws=draws, out=out, head=head,
+                         external=external)
     if as_json:
         print(json.dumps(r))
         return
@@ -189,7 +207,7 @@ def labels_bench_cmd(
     """Labeler vs CT-RATE silver labels: per-finding P/R/F1, macro-F1, dev and held-out."""
     from ctsearch.bench.labels import run_labels_bench
 
-    r = run_labels_bench(reports, labels, out, model)
+    r = run_labels_bench(reports, labels, out=out, model=model)
     rows = [[p, *(_fmt(r[part]["per_finding"][p]["f1"]) for part in r)]
             for p in r["dev"]["per_finding"]]
     rows.append(["macro-F1", *(_fmt(r[part]["macro_f1"]) for part in r)])

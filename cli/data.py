@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ctsearch.cli.ui import console, print_table, progress_bar
+from ctsearch.data.intensity import IntensityVersion
 
 app = typer.Typer(help="Datasets: the embedded phantom CT-RATE set and case tables.",
                   no_args_is_help=True)
@@ -43,11 +44,12 @@ def synth_cmd(
 def cases_cmd(
     data: Path = typer.Option(..., exists=True, help="CT-RATE root (or a folder of NIfTI/DICOM)."),
     out: Path = typer.Option(..., help="Parquet file to write."),
-    intensity: str = typer.Option(None, help="Force v1 | v2 | hu for every volume."),
+    intensity: IntensityVersion = typer.Option(IntensityVersion.auto, help="Force v1 | v2 | hu "
+                                               "for every volume; auto detects per volume."),
 ) -> None:
     """Read a CT-RATE tree (or plain folder) into the typed case table (parquet)."""
     from ctsearch.data import read_any, write_cases
 
-    table = read_any(data, intensity)
+    table = read_any(data, intensity=intensity)
     write_cases(table, out)
     console.print(f"{table.num_rows} volumes -> [bold]{out}[/bold]")

@@ -39,8 +39,8 @@ def demo_cmd(
                      for k in ("R@5", "R@10")])
     for title, hits in summary.get("queries", []):
         print_table(f"index demo: {title}", ["#", "volume", "score", "age", "sex", "findings"],
-                    [[h["rank"], h["volume"], f"{h['score']:.3f}", h["age"], h["sex"],
-                      findings_cell(h["findings"])] for h in hits])
+                    [[h.rank, h.volume, f"{h.score:.3f}", h.age, h.sex,
+                      findings_cell(h.findings)] for h in hits])
     labels = sorted(summary["positives"].items(), key=lambda kv: -kv[1])
     print_table("positive volumes per label", ["label", "volumes"], labels)
     for name, path in summary["paths"].items():

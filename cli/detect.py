@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ctsearch.cli.ui import console, print_table
+from ctsearch.search.modes import Template
 
 
 def detect_cmd(
@@ -17,8 +18,8 @@ def detect_cmd(
     all_volumes: bool = typer.Option(False, "--all", help="Every volume of the index."),
     finding: list[str] = typer.Option(None, help="Finding text (default: the 18 CT-RATE ones)."),
     template: str = typer.Option(
-        "official", help="official | v1 | there-is | observed | evidence | findings | positive "
-                         "| ensemble | 'PRESENT|ABSENT' with {}."),
+        Template.official.value, help=f"{' | '.join(t.value for t in Template)} | "
+                                      "'PRESENT|ABSENT' with {}."),
     out: Path = typer.Option(None, help="Parquet output (volume + one column per finding)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
@@ -28,10 +29,11 @@ def detect_cmd(
     import pyarrow.parquet as pq
 
     from ctsearch.search import Searcher
-    from ctsearch.search.zeroshot import detect
+    from ctsearch.search.zeroshot import check_template, detect
 
-    table = detect(Searcher(index, home, model), list(finding or ()) or None, volume, like,
-                   all_volumes, template)
+    template = check_template(template)  # a typo fails before the model loads
+    table = detect(Searcher(index, home, model=model), list(finding or ()) or None,
+                   volume=volume, like=like, all_volumes=all_volumes, template=template)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, out)

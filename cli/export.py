@@ -26,5 +26,5 @@ def tsne_cmd(
     if not set(kinds) <= {"volumes", "reports"}:
         raise fail(f"--kind {kind!r}: choose volumes, reports or both", 2)
     with err_console.status("t-SNE ..."):
-        folder = export_tsne(index, out, home, kinds, seed)
+        folder = export_tsne(index, out, home=home, kinds=kinds, seed=seed)
     console.print(f"coordinates and plots in [bold]{folder}[/bold]")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ctsearch.cli.ui import console, fail, progress_bar
+from ctsearch.cli.ui import console, progress_bar
+from ctsearch.finetune.modes import PairLoss
 
 app = typer.Typer(help="Fine-tune detection heads.", no_args_is_help=True)
 
@@ -23,7 +24,7 @@ def classfine_cmd(
     """Train ClassFine (LiPro layout) on cached latents; evaluate with `bench detect --head`."""
     from ctsearch.finetune.classfine import finetune_classfine
 
-    path = finetune_classfine(index, out, home, split, epochs, lr)
+    path = finetune_classfine(index, out, home=home, split=split, epochs=epochs, lr=lr)
     console.print(f"head: [bold]{path}[/bold]  (ctsearch bench detect --index {index} "
                   f"--head {path})")
 
@@ -35,7 +36,7 @@ def vocabfine_cmd(
     split: str = typer.Option("train", help="Split to train on."),
     epochs: int = typer.Option(30, help="Epochs over the training latents."),
     lr: float = typer.Option(1e-4, help="Learning rate of the text side."),
-    loss: str = typer.Option("ce", help="ce (paper) | mse (official script)."),
+    loss: PairLoss = typer.Option(PairLoss.ce, help="ce (paper) | mse (official script)."),
     end_to_end: bool = typer.Option(False, help="Train every parameter on the preprocessed "
                                     "volumes (the official VocabFine), not only the text side."),
     home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
@@ -44,10 +45,8 @@ def vocabfine_cmd(
     from ctsearch.finetune.vocabfine import train_vocabfine
     from ctsearch.search import Searcher
 
-    if loss not in ("ce", "mse"):
-        raise fail(f"--loss {loss!r}: choose ce or mse", 2)
     with progress_bar("vocabfine", unit="epoch") as update:
-        path = train_vocabfine(Searcher(index, home), out, split, epochs, lr, loss=loss,
-                               end_to_end=end_to_end, progress=update)
+        path = train_vocabfine(Searcher(index, home), out, split=split, epochs=epochs, lr=lr,
+                               loss=loss, end_to_end=end_to_end, progress=update)
     console.print(f"model: [bold]{path}[/bold]  (index it: ctsearch index build --name "
                   f"{index}-vocabfine --data DATA --model {path})")

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from ctsearch.cli.ui import console, print_table, progress_bar
+from ctsearch.data.text import TextField
 
 app = typer.Typer(help="Build, merge and inspect index folders.", no_args_is_help=True)
 
@@ -34,8 +35,7 @@ def build_cmd(
     replication_factor: int = typer.Option(None, help="Qdrant collection replication_factor."),
     home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
     tokenizer: Path = typer.Option(None, help="Tokenizer folder (official checkpoints)."),
-    text_field: str = typer.Option("findings", help="Report text to embed: findings | "
-                                   "impressions | both."),
+    text_field: TextField = typer.Option(TextField.findings, help="Report text to embed."),
     rebuild: bool = typer.Option(False, help="Encode everything again."),
     shard: str = typer.Option(None, help="Encode slice i/n only (or 'auto' under torchrun)."),
     batch_size: int = typer.Option(4, help="Volumes per encoder batch."),
@@ -48,8 +48,9 @@ def build_cmd(
     if qdrant_url and backend in (None, "exact"):
         backend = "qdrant"
     with ExitStack() as stack:
-        info = build_index(data, model, name, backend, home, rebuild, shard, tokenizer,
-                           text_field, opts, batch_size, workers,
+        info = build_index(data, model, name, backend=backend, home=home, rebuild=rebuild,
+                           shard=shard, tokenizer=tokenizer, text_field=text_field,
+                           backend_options=opts, batch_size=batch_size, workers=workers,
                            progress_for=lambda s: stack.enter_context(progress_bar(s)))
     _print_info(info)
 
@@ -63,7 +64,7 @@ def merge_cmd(
     """Join the shards of `index build --shard i/n` into one index."""
     from ctsearch.search import merge_shards
 
-    info = merge_shards(name, home, backend)
+    info = merge_shards(name, home, backend=backend)
     _print_info(info)
 
 
@@ -73,17 +74,17 @@ def info_cmd(
     home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
 ) -> None:
     """Print an index's index.json."""
-    from ctsearch.search import index_dir, read_index_json
+    from ctsearch.search import IndexInfo, index_dir
 
-    info = read_index_json(index_dir(name, home))
+    info = IndexInfo.read(index_dir(name, home)).to_dict()
     console.print_json(json.dumps({k: v for k, v in info.items() if k != "failed"}, default=str))
 
 
-def _print_info(info: dict) -> None:
-    counts = info["counts"]
-    rows = [["volumes", counts["volumes"]], ["encoded now", counts["encoded"]],
-            ["failed", counts["failed"]], ["model", info["model"]["id"]],
-            ["dim", info["dim"]], ["backend", info["backend"].get("spec")],
-            ["seconds", info.get("build_seconds")]]
-    print_table(f"index {info['name']}" + (f" shard {info['shard']}" if info["shard"] else ""),
-                ["", "value"], rows)
+def _print_info(info) -> None:
+    """The summary table of a build or merge (`info`: an IndexInfo)."""
+    counts = info.counts
+    rows = [["volumes", counts.volumes], ["encoded now", counts.encoded],
+            ["failed", counts.failed], ["model", info.model.id], ["dim", info.dim],
+            ["backend", info.backend.spec], ["seconds", info.build_seconds]]
+    shard = f" shard {list(info.shard)}" if info.shard else ""
+    print_table(f"index {info.name}{shard}", ["", "value"], rows)

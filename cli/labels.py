@@ -27,22 +27,21 @@ def labels_cmd(
     from ctsearch.labels.rules import label_csv, label_report
 
     if text is not None:
-        labels = _model_labels(model, text) if model else label_report(text)
+        labels = _model_labeler(model).label_report(text) if model else label_report(text)
         print_table("labels", ["finding", "label"], [[f, v] for f, v in labels.items()])
         if explain and not model:
             _explain(text)
         return
     if reports is None or out is None:
         raise fail("give --reports and --out, or --text", 2)
-    n = label_csv(str(reports), str(out), model)
+    n = label_csv(reports, out, model)
     console.print(f"{n} reports labelled -> {out}")
 
 
-def _model_labels(model: Path, text: str) -> dict:
-    from ctsearch.data.schema import PATHOLOGIES
+def _model_labeler(model: Path):
     from ctsearch.labels.learned import ModelLabeler
 
-    return dict(zip(PATHOLOGIES, ModelLabeler(model).label([text])[0].tolist(), strict=True))
+    return ModelLabeler(model)
 
 
 def _explain(text: str) -> None:
@@ -67,5 +66,6 @@ def train_cmd(
     """Fine-tune a BERT-family classifier on labelled reports."""
     from ctsearch.labels.learned import train_labeler_on
 
-    folder = train_labeler_on(reports, labels, out, text_encoder, epochs, lr, all_scans)
+    folder = train_labeler_on(reports, labels, out, text_encoder=text_encoder, epochs=epochs,
+                              lr=lr, all_scans=all_scans)
     console.print(f"labeler: [bold]{folder}[/bold]")

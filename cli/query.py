@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ctsearch.cli.ui import console, print_table
+from ctsearch.search.modes import QueryTarget
 
 
 def query_cmd(
@@ -20,8 +21,8 @@ def query_cmd(
     label: list[str] = typer.Option(None, help="Keep volumes positive for this finding."),
     split: str = typer.Option(None, help="Keep one split (train | valid)."),
     per_scan: bool = typer.Option(False, help="Best reconstruction per scan only."),
-    target: str = typer.Option("volumes", help="Rank by volume embeddings, or by report "
-                               "embeddings (report -> report search)."),
+    target: QueryTarget = typer.Option(QueryTarget.volumes, help="Rank by volume embeddings, "
+                                       "or by report embeddings (report -> report search)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
     model: Path = typer.Option(None, help="Checkpoint [default: the one the index names]."),
     tokenizer: Path = typer.Option(None, help="Tokenizer folder (official checkpoints)."),
@@ -30,14 +31,15 @@ def query_cmd(
     """Search an index; filters are applied before the top-k (true top-k of the filtered set)."""
     from ctsearch.search import Searcher
 
-    searcher = Searcher(index, home, model, tokenizer)
-    hits = searcher.query(report, volume, like, k, where, tuple(label or ()), split, per_scan,
-                          target)
+    searcher = Searcher(index, home, model=model, tokenizer=tokenizer)
+    hits = searcher.query(report=report, volume=volume, like=like, k=k, where=where,
+                          labels=tuple(label or ()), split=split, per_scan=per_scan,
+                          target=target)
     if as_json:
-        print(json.dumps(hits, default=str))
+        print(json.dumps([h.to_dict() for h in hits], default=str))
         return
-    rows = [[h["rank"], h["volume"], f"{h['score']:.3f}", h["age"], h["sex"],
-             findings_cell(h["findings"]), _snippet(h["report"])] for h in hits]
+    rows = [[h.rank, h.volume, f"{h.score:.3f}", h.age, h.sex, findings_cell(h.findings),
+             _snippet(h.report)] for h in hits]
     print_table(_title(index, report, volume, like), ["#", "volume", "score", "age", "sex",
                                                       "findings", "report"], rows)
     if not hits:

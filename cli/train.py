@@ -7,19 +7,22 @@ from pathlib import Path
 import typer
 
 from ctsearch.cli.ui import console, print_table, progress_bar
+from ctsearch.data.text import TextField
+from ctsearch.models.config import ModelPreset
 
 
 def train_cmd(
     data: Path = typer.Option(..., exists=True, help="CT-RATE root (e.g. from `data synth`)."),
     out: Path = typer.Option(..., help="Run folder (model.pt, metrics.jsonl, checkpoints/)."),
-    preset: str = typer.Option("tiny", help="Model preset: tiny | paper."),
+    preset: ModelPreset = typer.Option(ModelPreset.tiny, help="Model preset."),
     text_encoder: str = typer.Option(None, help="Local HF BERT folder, or 'minilm'."),
     epochs: int = typer.Option(None, help="Epochs (default: the preset's)."),
     batch_size: int = typer.Option(None, help="Batch size per process."),
     lr: float = typer.Option(None, help="Learning rate."),
     text_lr: float = typer.Option(None, help="Text tower learning rate (default: --lr)."),
     seed: int = typer.Option(0, help="Seed (data order, init)."),
-    text_field: str = typer.Option("findings", help="findings (official) | impressions | both."),
+    text_field: TextField = typer.Option(TextField.findings, help="Report text to train on "
+                                         "(findings = official v2)."),
     max_length: int = typer.Option(None, help="Tokens per report (default: the preset's)."),
     freeze_vision: bool = typer.Option(False, help="Keep the CT-ViT fixed; train the rest."),
     freeze_text: bool = typer.Option(False, help="Keep a pretrained text tower fixed (its "
@@ -40,14 +43,14 @@ def train_cmd(
                         ("text_lr", text_lr)):
         if value is not None:
             setattr(tc, name, value)
-    tc.seed, tc.text_field, tc.max_length = seed, text_field, max_length
+    tc.seed, tc.text_field, tc.max_length = seed, text_field, max_length  # checked by train()
     tc.freeze_vision, tc.freeze_text, tc.augment = freeze_vision, freeze_text, augment
     for name, value in (("codebook_init", codebook_init), ("codebook_ema", codebook_ema)):
         if value is not None:
             setattr(tc, name, value)
     with progress_bar("train", unit="step") as update:
-        m = train(data, out, preset, text_encoder, tc, resume, cache, workers,
-                  progress=lambda s, t, loss: update(s, t))
+        m = train(data, out, preset=preset, text_encoder=text_encoder, tc=tc, resume=resume,
+                  cache=cache, workers=workers, progress=lambda s, t, loss: update(s, t))
     rows = [[k, f"{m[k]:.3f}", f"{m['random'][k]:.3f}"] for k in ("R@5", "R@10")]
     print_table(f"validation report->volume (n={m['n_val']})", ["", "model", "random"], rows)
     console.print(f"model: [bold]{out / 'model.pt'}[/bold]  metrics: {out / 'metrics.jsonl'}")

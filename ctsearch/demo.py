@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 def run_demo(
     out: str | Path,
+    *,
     n_volumes: int = 1000,
     epochs: int = 20,
     workers: int = 2,
@@ -30,14 +31,14 @@ def run_demo(
     bar = progress_for or (lambda stage: None)
     synth_summary = synth(out / "ctrate", n_volumes=n_volumes, size="small", seed=seed,
                           workers=workers, progress=bar("synth"))
-    run = preprocess_tree(out / "ctrate", out / "preprocessed", "tiny", workers,
+    run = preprocess_tree(out / "ctrate", out / "preprocessed", "tiny", workers=workers,
                           progress=bar("preprocess"))
     summary = _summarise(out, synth_summary, run)
     if epochs:
         step_bar = bar("train")
         tc = demo_train_cfg(epochs, seed)
-        metrics = train(out / "ctrate", out / "run", "tiny", text_encoder=_demo_text(), tc=tc,
-                        cache=out / "preprocessed", workers=workers,
+        metrics = train(out / "ctrate", out / "run", preset="tiny", text_encoder=_demo_text(),
+                        tc=tc, cache=out / "preprocessed", workers=workers,
                         progress=(lambda s, t, loss: step_bar(s, t)) if step_bar else None)
         summary["train"] = metrics["best"]
         summary["paths"]["model"] = str(out / "run" / "model.pt")
@@ -62,7 +63,8 @@ def _index_and_query(out: Path, home: str | Path | None, workers: int, bar) -> d
         ("report 'cardiomegaly', valid split, age > 50",
          {"report": "Cardiomegaly.", "split": "valid", "where": "age > 50"}),
     ]
-    return {"index": {k: info[k] for k in ("name", "counts", "build_seconds", "backend")},
+    record = info.to_dict()
+    return {"index": {k: record[k] for k in ("name", "counts", "build_seconds", "backend")},
             "index_path": str(searcher.folder),
             "queries": [(title, searcher.query(k=5, **kw)) for title, kw in queries]}
 

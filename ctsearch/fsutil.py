@@ -1,4 +1,9 @@
-"""Crash-safe file output: write to a temp name in the same folder, then rename."""
+"""Crash-safe file output: write to a temp name in the same folder, then rename.
+
+The rename puts a new file (a new inode) in place of the old one, which is never truncated, so a
+reader that memory-maps the old file keeps a valid mapping (truncating it in place would crash
+that reader with SIGBUS).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 
 @contextmanager
@@ -47,3 +54,9 @@ def write_json(path: str | Path, data: object) -> None:
     """Atomically write `data` as indented JSON."""
     with atomic_output(path, ".json") as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def write_npy(path: str | Path, array: np.ndarray) -> None:
+    """Atomically write `array` (made C-contiguous) as a .npy file."""
+    with atomic_output(path, ".npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(array))

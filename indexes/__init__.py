@@ -1,18 +1,27 @@
 """Vector index backends behind one interface (installed as ctsearch.indexes)."""
 
-from ctsearch.indexes.base import VectorIndex, load_index, open_index
+from ctsearch.indexes.base import VectorIndex
 from ctsearch.indexes.exact import ExactIndex
+from ctsearch.indexes.registry import (
+    Backend,
+    Param,
+    backend,
+    backend_class,
+    load_index,
+    open_index,
+    register,
+    unregister,
+)
 
-__all__ = ["ExactIndex", "VectorIndex", "load_index", "open_index"]
-
-_OPTIONAL = {"FaissIndex": "faiss_index", "QdrantEdgeIndex": "qdrant_edge",
-             "QdrantClientIndex": "qdrant_client"}
+__all__ = ["Backend", "ExactIndex", "Param", "VectorIndex", "backend", "backend_class",
+           "load_index", "open_index", "register", "unregister"]
 
 
 def __getattr__(name: str):
-    """The optional backends import lazily (faiss / qdrant need not be installed)."""
-    if name in _OPTIONAL:
-        from importlib import import_module
+    """Registered backend classes import lazily (faiss / qdrant need not be installed)."""
+    from ctsearch.indexes.registry import class_named
 
-        return getattr(import_module(f".{_OPTIONAL[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    cls = class_named(name)
+    if cls is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return cls

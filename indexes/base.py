@@ -1,19 +1,15 @@
-"""One vector-index interface over exact (torch), FAISS and Qdrant backends; spec-string factory."""
+"""The vector-index interface every backend implements, and the helpers they share."""
 
 from __future__ import annotations
 
 import abc
-import json
-import logging
-import os
-from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import parse_qsl
 
 import numpy as np
 import torch
 
-log = logging.getLogger(__name__)
+from ctsearch.errors import QueryError, UsageError
+from ctsearch.fsutil import write_json
 
 
 class VectorIndex(abc.ABC):
@@ -30,7 +26,7 @@ class VectorIndex(abc.ABC):
     @abc.abstractmethod
     def add(self, ids: np.ndarray, vectors: np.ndarray, payloads: list[dict] | None = None) -> None:
         """Add vectors under `ids`; an id already present is replaced. `payloads` (one dict per
-        id) is stored by the qdrant backends and ignored by the others."""
+        id) is stored by backends with the `payloads` capability and ignored by the others."""
 
     @abc.abstractmethod
     def remove(self, ids: np.ndarray) -> None:
@@ -57,10 +53,21 @@ class VectorIndex(abc.ABC):
         """Build parameters (JSON-serialisable)."""
         return {}
 
+    @classmethod
+    def from_spec(cls, dim: int, variant: str = "", *, n_hint: int = 0, **params) -> VectorIndex:
+        """A new empty index from a parsed spec: `variant` (or the server URL) and the expected
+        size `n_hint` matter only to backends that use them."""
+        return cls(dim, **params)
+
+    @classmethod
+    def drop_saved(cls, params: dict) -> None:
+        """Delete what a saved index with these `params` keeps outside its folder (a server
+        collection); nothing for backends whose data lives in the folder."""
+        return None
+
     def _write_backend(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"kind": self.kind, "dim": self.dim, "params": self.params()}, indent=2)
-        replace_file(folder / "backend.json", lambda p: p.write_text(text))
+        write_json(folder / "backend.json", {"kind": self.kind, "dim": self.dim,
+                                             "params": self.params()})
 
 
 # ---------------------------------------------------------------- helpers shared by backends
@@ -73,11 +80,11 @@ def clean_batch(ids, vectors, dim: int, payloads: list[dict] | None = None
     ids = np.asarray(ids).reshape(-1).astype(np.int64, copy=False)
     vectors = np.ascontiguousarray(np.asarray(vectors, np.float32).reshape(len(ids), -1))
     if vectors.shape[1] != dim:
-        raise ValueError(f"vectors have width {vectors.shape[1]}, the index has dim {dim}")
+        raise UsageError(f"vectors have width {vectors.shape[1]}, the index has dim {dim}")
     if len(ids) and ids.min() < 0:
-        raise ValueError("ids must be >= 0")
+        raise UsageError("ids must be >= 0")
     if payloads is not None and len(payloads) != len(ids):
-        raise ValueError(f"{len(payloads)} payloads for {len(ids)} ids")
+        raise UsageError(f"{len(payloads)} payloads for {len(ids)} ids")
     last = len(ids) - 1 - np.unique(ids[::-1], return_index=True)[1]
     if len(last) == len(ids):
         return ids, vectors, payloads
@@ -89,7 +96,7 @@ def as_queries(queries, dim: int) -> np.ndarray:
     """(q, dim) C-contiguous float32 (a single vector becomes one row)."""
     q = np.ascontiguousarray(np.atleast_2d(np.asarray(queries, np.float32)))
     if q.ndim != 2 or q.shape[1] != dim:
-        raise ValueError(f"queries have shape {q.shape}, expected (q, {dim})")
+        raise QueryError(f"queries have shape {q.shape}, expected (q, {dim})")
     return q
 
 
@@ -134,136 +141,3 @@ def exact_topk(queries: torch.Tensor, matrix: torch.Tensor, ids: np.ndarray, k: 
     out_s, out_i = empty_result(len(queries), k)
     out_s[:, :n], out_i[:, :n] = scores, ids[idx]
     return out_s, out_i
-
-
-def replace_file(path: Path, write: Callable[[Path], object]) -> None:
-    """Write via a temporary name + rename: a reader that memory-maps the old file keeps a valid
-    mapping (truncating a mapped file in place crashes it with SIGBUS)."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(array))
-
-    replace_file(path, write)
-
-
-# ---------------------------------------------------------------- spec strings and factory
-
-
-SPECS = ("exact", "faiss", "faiss:hnsw", "faiss:ivf", "faiss:flat", "qdrant", "qdrant-edge",
-         "qdrant:URL")
-# parameter -> type; ints must be >= 1 unless listed in ZERO_OK
-EXACT_PARAMS = {"device": str}
-FAISS_PARAMS = {"M": int, "efConstruction": int, "efSearch": int, "nlist": int, "nprobe": int,
-                "exact_below": int}
-EDGE_PARAMS = {"hnsw_ef": int, "exact_below": int, "m": int, "ef_construct": int,
-               "indexing_threshold": int, "payload_indexes": dict, "path": None}
-CLIENT_PARAMS = {"collection": str, "shard_number": int, "replication_factor": int,
-                 "hnsw_ef": int, "exact_below": int, "payload_indexes": dict}
-ZERO_OK = {"exact_below", "indexing_threshold"}
-
-
-def parse_spec(spec: str) -> tuple[str, str, dict]:
-    """'faiss:hnsw?M=32' -> ('faiss', 'hnsw', {'M': '32'}); 'qdrant:http://h:6333' -> URL."""
-    head, _, query = spec.strip().partition("?")
-    kind, _, variant = head.partition(":")
-    try:
-        params = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
-    except ValueError:
-        raise ValueError(f"index spec {spec!r}: cannot parse parameters {query!r}") from None
-    return kind.strip().lower(), variant.strip(), params
-
-
-def _typed(params: dict, schema: dict, spec: str) -> dict:
-    """Check names and convert values ('32' -> 32) against `schema`; clear errors otherwise."""
-    unknown = sorted(set(params) - set(schema))
-    if unknown:
-        raise ValueError(f"index spec {spec!r}: unknown parameter(s) {unknown}; "
-                         f"valid: {', '.join(schema)}")
-    return {key: _convert(key, value, schema[key], spec) for key, value in params.items()}
-
-
-def _convert(key: str, value, kind, spec: str):
-    if kind is None or isinstance(value, kind) and kind is not int:
-        return value
-    if kind is dict:
-        raise ValueError(f"index spec {spec!r}: {key} must be given as an option (a dict)")
-    if kind is int:
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"index spec {spec!r}: {key}={value!r} is not an integer") from None
-        if number < (0 if key in ZERO_OK else 1):
-            raise ValueError(f"index spec {spec!r}: {key}={number} is out of range")
-        return number
-    return kind(value)
-
-
-def open_index(spec: str, dim: int, n_hint: int = 0, **options) -> VectorIndex:
-    """A new empty index from a spec string (see SPECS); options override spec parameters.
-
-    `faiss` alone picks HNSW for n_hint <= 1M (fast queries; the build is ~O(n log n) and slow
-    on few cores) and IVF above (k-means build, cheap adds). `qdrant`/`qdrant-edge` is the
-    in-process engine unless a URL is given (`qdrant:http://host:6333` or `url=`; `url=':memory:'`
-    or `url='path:DIR'` is qdrant-client's local mode).
-    """
-    kind, variant, params = parse_spec(spec)
-    params.update({k: v for k, v in options.items() if v is not None})
-    if kind == "exact" and not variant:
-        from ctsearch.indexes.exact import ExactIndex
-
-        return ExactIndex(dim, **_typed(params, EXACT_PARAMS, spec))
-    if kind == "faiss":
-        from ctsearch.indexes.faiss_index import FaissIndex
-
-        return FaissIndex(dim, variant or "auto", n_hint, **_typed(params, FAISS_PARAMS, spec))
-    if kind in ("qdrant", "qdrant-edge"):
-        return _qdrant(kind, variant, dim, params, spec)
-    raise ValueError(f"unknown index spec {spec!r}; valid: {', '.join(SPECS)}")
-
-
-def _qdrant(kind: str, variant: str, dim: int, params: dict, spec: str) -> VectorIndex:
-    url = params.pop("url", None) or (variant if kind == "qdrant" else None)
-    if kind == "qdrant-edge" and variant:
-        raise ValueError(f"unknown index spec {spec!r}; valid: {', '.join(SPECS)}")
-    if url:
-        from ctsearch.indexes.qdrant_client import QdrantClientIndex
-
-        return QdrantClientIndex(dim, str(url), **_typed(params, CLIENT_PARAMS, spec))
-    from ctsearch.indexes.qdrant_edge import QdrantEdgeIndex
-
-    # server-only options are accepted (and meaningless) for the single in-process shard
-    params = {k: v for k, v in params.items() if k not in ("shard_number", "replication_factor",
-                                                           "collection")}
-    return QdrantEdgeIndex(dim, **_typed(params, EDGE_PARAMS, spec))
-
-
-def backend_class(kind: str) -> type[VectorIndex]:
-    """The class implementing backend `kind` (as written in backend.json)."""
-    if kind == "exact":
-        from ctsearch.indexes.exact import ExactIndex as cls
-    elif kind == "faiss":
-        from ctsearch.indexes.faiss_index import FaissIndex as cls
-    elif kind == "qdrant-edge":
-        from ctsearch.indexes.qdrant_edge import QdrantEdgeIndex as cls
-    elif kind == "qdrant":
-        from ctsearch.indexes.qdrant_client import QdrantClientIndex as cls
-    else:
-        raise ValueError(f"unknown backend kind {kind!r}")
-    return cls
-
-
-def load_index(folder: Path, mmap: bool = True) -> VectorIndex:
-    """Open the index saved in `folder` (dispatch on its backend.json). With mmap=True large
-    arrays are memory-mapped where the backend supports it (edits copy them into memory)."""
-    folder = Path(folder)
-    try:
-        kind = json.loads((folder / "backend.json").read_text())["kind"]
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{folder}: no backend.json (not a saved vector index)") from None
-    return backend_class(kind).load(folder, mmap=mmap)

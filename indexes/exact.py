@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ctsearch.fsutil import write_npy
 from ctsearch.indexes.base import (
     VectorIndex,
     as_queries,
     clean_batch,
     exact_topk,
     rows_of,
-    save_npy,
     to_tensor,
 )
 
@@ -27,7 +27,7 @@ class ExactIndex(VectorIndex):
 
     kind = "exact"
 
-    def __init__(self, dim: int, device: str | None = None):
+    def __init__(self, dim: int, *, device: str | None = None):
         self.dim = int(dim)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.ids = np.zeros(0, np.int64)
@@ -68,16 +68,16 @@ class ExactIndex(VectorIndex):
     def save(self, folder: Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_npy(folder / "ids.npy", self.ids)
-        save_npy(folder / "vectors.npy", self.vectors.cpu().numpy())
+        write_npy(folder / "ids.npy", self.ids)
+        write_npy(folder / "vectors.npy", self.vectors.cpu().numpy())
         self._write_backend(folder)
 
     @classmethod
-    def load(cls, folder: Path, mmap: bool = True, device: str | None = None) -> ExactIndex:
+    def load(cls, folder: Path, mmap: bool = True, *, device: str | None = None) -> ExactIndex:
         """mmap=True maps vectors.npy copy-on-write (CPU: no copy, pages read on demand)."""
         folder = Path(folder)
         vectors = np.load(folder / "vectors.npy", mmap_mode="c" if mmap else None)
-        index = cls(vectors.shape[1], device)
+        index = cls(vectors.shape[1], device=device)
         index.ids = np.load(folder / "ids.npy")
         index.vectors = torch.from_numpy(np.asarray(vectors)).to(index.device)
         return index

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ctsearch.errors import BackendError, MissingDependency
+from ctsearch.fsutil import atomic_output, write_npy
 from ctsearch.indexes.base import (
     VectorIndex,
     as_queries,
@@ -37,9 +39,7 @@ from ctsearch.indexes.base import (
     empty_result,
     exact_topk,
     pad,
-    replace_file,
     rows_of,
-    save_npy,
     to_tensor,
 )
 
@@ -55,7 +55,8 @@ def _faiss():
     try:
         import faiss
     except ImportError as exc:
-        raise ImportError("the faiss backend needs faiss: pip install 'ctsearch[faiss]'") from exc
+        raise MissingDependency("the faiss backend needs faiss: "
+                                "pip install 'ctsearch[faiss]'") from exc
     return faiss
 
 
@@ -69,7 +70,7 @@ class FaissIndex(VectorIndex):
 
     kind = "faiss"
 
-    def __init__(self, dim: int, variant: str = "auto", n_hint: int = 0, M: int = 32,
+    def __init__(self, dim: int, variant: str = "auto", *, n_hint: int = 0, M: int = 32,
                  efConstruction: int = 80, efSearch: int = 64, nlist: int | None = None,
                  nprobe: int = 16, exact_below: int = 20_000):
         _faiss()  # fail early, naming the pip extra
@@ -78,7 +79,7 @@ class FaissIndex(VectorIndex):
         if self.variant == "auto":
             self.variant = "hnsw" if n_hint <= HNSW_MAX else "ivf"
         if self.variant not in VARIANTS:
-            raise ValueError(f"faiss:{variant}: choose hnsw, ivf or flat")
+            raise BackendError(f"faiss:{variant}: choose hnsw, ivf or flat")
         self.M, self.ef_construction, self.ef_search = int(M), int(efConstruction), int(efSearch)
         self.nlist, self.nprobe, self.exact_below = nlist, int(nprobe), int(exact_below)
         self.built_as = self.variant  # "flat" when IVF had too few vectors to train
@@ -101,6 +102,11 @@ class FaissIndex(VectorIndex):
         if self.built_as != self.variant:
             out.update(built_as=self.built_as, note=f"fewer than {IVF_MIN} vectors to train IVF")
         return out
+
+    @classmethod
+    def from_spec(cls, dim: int, variant: str = "", *, n_hint: int = 0, **params) -> FaissIndex:
+        """`faiss` alone is `auto`: HNSW up to 1M expected vectors (`n_hint`), IVF beyond."""
+        return cls(dim, variant or "auto", n_hint=n_hint, **params)
 
     # ------------------------------------------------------------------ building
 
@@ -226,11 +232,11 @@ class FaissIndex(VectorIndex):
         if self._mapped_from is not None:  # unedited since a memory-mapped load: same files
             _copy_files(self._mapped_from, folder, ("ids.npy", "vectors.npy", "index.faiss"))
         else:
-            save_npy(folder / "ids.npy", self.ids)
-            save_npy(folder / "vectors.npy", self.vectors)
+            write_npy(folder / "ids.npy", self.ids)
+            write_npy(folder / "vectors.npy", self.vectors)
             if self.index is not None:
-                replace_file(folder / "index.faiss",
-                             lambda p: _faiss().write_index(self.index, str(p)))
+                with atomic_output(folder / "index.faiss", ".faiss") as tmp:
+                    _faiss().write_index(self.index, str(tmp))
         self._write_backend(folder)
 
     @classmethod
@@ -263,7 +269,8 @@ def _copy_files(src: Path, dst: Path, names: tuple[str, ...]) -> None:
         return
     for name in names:
         if (src / name).exists():
-            replace_file(dst / name, lambda p, n=name: shutil.copyfile(src / n, p))
+            with atomic_output(dst / name) as tmp:
+                shutil.copyfile(src / name, tmp)
 
 
 def _read(path: Path, mmap: bool):

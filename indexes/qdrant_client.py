@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ctsearch.errors import MissingDependency, MissingFileError
 from ctsearch.indexes.base import VectorIndex, as_queries, clean_batch, empty_result, pad
 
 BATCH = 512
@@ -29,8 +30,8 @@ def _client_module():
     try:
         import qdrant_client
     except ImportError as exc:
-        raise ImportError("the qdrant server backend needs qdrant-client: "
-                          "pip install 'ctsearch[qdrant]'") from exc
+        raise MissingDependency("the qdrant server backend needs qdrant-client: "
+                                "pip install 'ctsearch[qdrant]'") from exc
     return qdrant_client
 
 
@@ -60,7 +61,7 @@ class QdrantClientIndex(VectorIndex):
 
     kind = "qdrant"
 
-    def __init__(self, dim: int, url: str, collection: str = "ctsearch",
+    def __init__(self, dim: int, url: str, *, collection: str = "ctsearch",
                  shard_number: int | None = None, replication_factor: int | None = None,
                  payload_indexes: dict[str, str] | None = None, hnsw_ef: int | None = None,
                  exact_below: int = 20_000, client=None, create: bool = True):
@@ -92,6 +93,18 @@ class QdrantClientIndex(VectorIndex):
                 "replication_factor": self.replication_factor,
                 "payload_indexes": self.payload_indexes, "hnsw_ef": self.hnsw_ef,
                 "exact_below": self.exact_below}
+
+    @classmethod
+    def from_spec(cls, dim: int, variant: str = "", *, n_hint: int = 0,
+                  **params) -> QdrantClientIndex:
+        """`variant` is the server URL (`qdrant:URL` or the `url` option)."""
+        return cls(dim, variant, **params)
+
+    @classmethod
+    def drop_saved(cls, params: dict) -> None:
+        """Delete the collection of a replaced index (each build writes a new one)."""
+        if params.get("url"):
+            connect(params["url"]).delete_collection(params["collection"])
 
     def add(self, ids, vectors, payloads=None) -> None:
         from qdrant_client import models
@@ -153,10 +166,10 @@ class QdrantClientIndex(VectorIndex):
         self._write_backend(Path(folder))
 
     @classmethod
-    def load(cls, folder: Path, mmap: bool = True, client=None) -> QdrantClientIndex:
+    def load(cls, folder: Path, mmap: bool = True, *, client=None) -> QdrantClientIndex:
         meta = json.loads((Path(folder) / "backend.json").read_text())
         index = cls(meta["dim"], client=client, create=False, **meta["params"])
         if not index.client.collection_exists(index.collection):
-            raise FileNotFoundError(f"{folder}: collection {index.collection!r} is missing on "
+            raise MissingFileError(f"{folder}: collection {index.collection!r} is missing on "
                                     f"{index.url}")
         return index

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ctsearch.errors import BackendError, CTSearchError, MissingDependency, UsageError
 from ctsearch.indexes.base import VectorIndex, as_queries, clean_batch, empty_result, pad
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,16 @@ BATCH = 1000
 SCHEMA = {"keyword": "Keyword", "integer": "Integer", "float": "Float", "bool": "Bool"}
 
 
+class ShardLocked(CTSearchError, RuntimeError):
+    """The shard folder is open in another handle (in this or another process)."""
+
+
 def _qe():
     try:
         import qdrant_edge
     except ImportError as exc:
-        raise ImportError("the qdrant backend needs qdrant-edge-py: "
-                          "pip install 'ctsearch[qdrant]'") from exc
+        raise MissingDependency("the qdrant backend needs qdrant-edge-py: "
+                                "pip install 'ctsearch[qdrant]'") from exc
     return qdrant_edge
 
 
@@ -54,7 +59,7 @@ class QdrantEdgeIndex(VectorIndex):
 
     kind = "qdrant-edge"
 
-    def __init__(self, dim: int, path: str | Path | None = None, hnsw_ef: int = 128,
+    def __init__(self, dim: int, *, path: str | Path | None = None, hnsw_ef: int = 128,
                  payload_indexes: dict[str, str] | None = None, exact_below: int = 20_000,
                  m: int = 16, ef_construct: int = 100, indexing_threshold: int | None = None,
                  shard=None):
@@ -163,7 +168,7 @@ class QdrantEdgeIndex(VectorIndex):
         """Copy the (closed) shard into `folder`; a temporary source folder is deleted."""
         if folder.exists() and any(folder.iterdir()):
             if not (folder / "backend.json").exists():
-                raise FileExistsError(f"{folder} is not empty and holds no saved index")
+                raise UsageError(f"{folder} is not empty and holds no saved index")
             shutil.rmtree(folder)  # a previous save of an index: replaced
         shutil.copytree(self.path, folder, dirs_exist_ok=True)
         if self._state["tmp"]:
@@ -176,7 +181,7 @@ class QdrantEdgeIndex(VectorIndex):
         """Open a saved shard (Qdrant maps its segments itself; `mmap` is not used)."""
         folder = Path(folder)
         meta = json.loads((folder / "backend.json").read_text())
-        return cls(meta["dim"], folder, shard=_open_shard(folder), **meta["params"])
+        return cls(meta["dim"], path=folder, shard=_open_shard(folder), **meta["params"])
 
 
 def _open_shard(path: Path):
@@ -184,7 +189,7 @@ def _open_shard(path: Path):
         return _qe().EdgeShard.load(str(path))
     except Exception as exc:  # qdrant_edge raises plain Exception
         if "WouldBlock" in str(exc):
-            raise RuntimeError(f"{path}: the qdrant-edge shard is open elsewhere (in this or "
+            raise ShardLocked(f"{path}: the qdrant-edge shard is open elsewhere (in this or "
                                "another process); close() that handle first") from exc
         raise
 
@@ -197,5 +202,5 @@ def _id_set(ids) -> set[int]:
 def _check_schema(payload_indexes: dict[str, str]) -> dict[str, str]:
     bad = {f: k for f, k in payload_indexes.items() if k not in SCHEMA}
     if bad:
-        raise ValueError(f"payload_indexes {bad}: types must be one of {', '.join(SCHEMA)}")
+        raise BackendError(f"payload_indexes {bad}: types must be one of {', '.join(SCHEMA)}")
     return dict(payload_indexes)

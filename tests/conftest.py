@@ -144,3 +144,39 @@ def world(tmp_path_factory) -> dict:
     info = build_index(root / "data", ckpt, "base", home=root / "home", workers=1)
     return {"root": root, "data": root / "data", "ckpt": ckpt, "other": other,
             "home": root / "home", "info": info}
+
+
+def tiny_official_model():
+    """A CT-CLIP at a tiny official config (seeded), for checkpoint conversion tests."""
+    import torch
+
+    from ctsearch.models import CTCLIP, official_config
+
+    cfg = official_config(ctvit=dict(dim=16, codebook_size=8, image_size=40, patch_size=20,
+                                     temporal_patch_size=10, spatial_depth=1, temporal_depth=1,
+                                     dim_head=8, heads=2),
+                          ctclip=dict(dim_latent=8),
+                          bert=dict(vocab_size=50, hidden_size=64, num_hidden_layers=1,
+                                    num_attention_heads=1, intermediate_size=32,
+                                    max_position_embeddings=16))
+    cfg.vision.depth_size = 20
+    torch.manual_seed(0)
+    return CTCLIP(cfg).eval()
+
+
+def checkpoint_files(model, tmp_path: Path) -> list[Path]:
+    """`model` saved as the official, ClassFine, DDP (`module.`) and ctsearch checkpoint kinds."""
+    import torch
+
+    from ctsearch.models import save_checkpoint, to_official
+
+    official = to_official(model.state_dict(), model.cfg, position_ids=True)
+    files = {"official.pt": official,
+             "classfine.pt": {**{f"trained_model.{k}": v for k, v in official.items()},
+                              "classifier.weight": torch.randn(18, 8),
+                              "classifier.bias": torch.zeros(18)},
+             "module.pt": {f"module.{k}": v for k, v in official.items()}}
+    for name, sd in files.items():
+        torch.save(sd, tmp_path / name)
+    save_checkpoint(model, tmp_path / "own.pt")
+    return [tmp_path / name for name in (*files, "own.pt")]

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.errors import MissingFileError
 from ctsearch.fsutil import atomic_output
 
 # Column -> (arrow type, meaning). Spacing/shape are in model axis order (D, H, W) = (S, L, P).
@@ -64,4 +65,6 @@ def write_cases(table: pa.Table, path: str | Path) -> Path:
 
 def read_cases(path: str | Path) -> pa.Table:
     """Read a case table written by `write_cases`."""
+    if not Path(path).is_file():
+        raise MissingFileError(f"{path}: no such file")
     return pq.read_table(path)

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from ctsearch.data import fields as F
 from ctsearch.data.cases import empty_row, to_table
+from ctsearch.data.intensity import IntensityVersion, intensity_version, is_fixed_folder
 from ctsearch.data.schema import (
     KEY_ALIASES,
     LABELS_DIR,
@@ -20,7 +21,7 @@ from ctsearch.data.schema import (
     REPORTS_DIR,
     SPLIT_DIRS,
 )
-from ctsearch.errors import CTRateError
+from ctsearch.errors import CTRateError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def find_dataset_dir(root: str | Path) -> Path:
     """`root` may be the download folder holding `dataset/` or `dataset/` itself."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
+        raise MissingFileError(f"{root}: no such folder")
     sub = root / "dataset"
     return sub if sub.is_dir() else root
 
@@ -69,15 +70,21 @@ def scan_volumes(dataset_dir: Path) -> dict[str, Path]:
 
 def read_keyed_csv(path: Path) -> tuple[list[str], dict[str, dict]]:
     """CSV -> (header, rows keyed by normalised VolumeName / AccessionNo)."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        reader.fieldnames = header
-        key = next((k for k in KEY_ALIASES if k in header), None)
-        if key is None:
-            names = " or ".join(KEY_ALIASES)
-            raise CTRateError(f"{path}: no {names} column (header: {header[:5]})")
-        rows = {F.volume_key(r[key]): r for r in reader if (r.get(key) or "").strip()}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return _keyed_rows(path, csv.DictReader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CTRateError(f"{path}: unreadable CSV ({exc})") from None
+
+
+def _keyed_rows(path: Path, reader: csv.DictReader) -> tuple[list[str], dict[str, dict]]:
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader.fieldnames = header
+    key = next((k for k in KEY_ALIASES if k in header), None)
+    if key is None:
+        names = " or ".join(KEY_ALIASES)
+        raise CTRateError(f"{path}: no {names} column (header: {header[:5]})")
+    rows = {F.volume_key(r[key]): r for r in reader if (r.get(key) or "").strip()}
     return header, rows
 
 
@@ -142,15 +149,16 @@ def _metadata_or_problem(path: Path, meta: dict | None) -> tuple[dict, str | Non
     return values, None
 
 
-def _intensity(path: Path, override: str | None) -> tuple[str, str]:
-    if override:
-        return override, "override"
-    if any(p.endswith("_fixed") for p in path.parts):
-        return "v2", "folder"
-    return "auto", "values"
+def _intensity(path: Path, override: IntensityVersion) -> tuple[str, str]:
+    """(intensity_version, intensity_source) of a row; `auto` rows are decided when loading."""
+    if override is not IntensityVersion.auto:
+        return override.value, "override"
+    if is_fixed_folder(path):
+        return IntensityVersion.v2.value, "folder"
+    return IntensityVersion.auto.value, "values"
 
 
-def build_row(volume: str, path: Path, csvs: dict, override: str | None) -> dict:
+def build_row(volume: str, path: Path, csvs: dict, override: IntensityVersion) -> dict:
     """One case-table row from the file path and the three CSV lookups."""
     row = empty_row()
     row.update(F.parse_volume_name(volume), volume=volume, path=str(path), source="ctrate")
@@ -188,14 +196,18 @@ def _log_coverage(volumes: dict, csvs: dict) -> None:
             log.info("%d %s CSV rows have no volume file on disk (partial download?)", extra, name)
 
 
-def read_ctrate(root: str | Path, intensity: str | None = None) -> pa.Table:
+def read_ctrate(
+    root: str | Path, intensity: str | IntensityVersion | None = IntensityVersion.auto
+) -> pa.Table:
     """Read a CT-RATE tree into the case table (see `cases.CASE_COLUMNS`).
 
     Args:
         root: the download folder holding `dataset/`, or `dataset/` itself.
-        intensity: force "v1" | "v2" | "hu" for every volume; default decides per volume
-            (folder `*_fixed` -> v2, else from the values when loading).
+        intensity: v1 | v2 | hu forces that version for every volume; auto (or None) decides
+            per volume: folder `*_fixed` -> v2, else `auto`, decided from the values by
+            `load_volume(..., version=row["intensity_version"])` and the pipeline alike.
     """
+    intensity = intensity_version(intensity)
     ds = find_dataset_dir(root)
     volumes = scan_volumes(ds)
     csvs = _read_all_csvs(ds)

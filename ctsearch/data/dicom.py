@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ctsearch.data.intensity import IntensityVersion
+from ctsearch.errors import VolumeError
+
 log = logging.getLogger(__name__)
 
 # DICOM patient space is LPS; nibabel's affines are RAS.
@@ -32,8 +35,6 @@ def series_files(folder: Path) -> list[Path]:
 
 def _read_slices(folder: Path) -> list:
     import pydicom
-
-    from ctsearch.data.volume import VolumeError
 
     files = series_files(folder)
     if len(files) < 2:
@@ -80,9 +81,9 @@ def dicom_affine(slices: list, row_dir, col_dir) -> np.ndarray:
     return _LPS_TO_RAS @ lps
 
 
-def read_dicom_series(folder: Path, spacing=None):
+def read_dicom_series(folder: Path, *, spacing=None):
     """Load a DICOM series folder -> `LoadedVolume` (HU from each slice's rescale)."""
-    from ctsearch.data.volume import LoadedVolume, VolumeError, _model_spacing, orient
+    from ctsearch.data.volume import LoadedVolume, _model_spacing, orient
 
     slices = _read_slices(folder)
     row_dir, col_dir, ordered = _geometry(slices)
@@ -96,7 +97,8 @@ def read_dicom_series(folder: Path, spacing=None):
     zooms = tuple(float(z) for z in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
     if min(zooms) <= 0:
         raise VolumeError(folder, f"zero or negative voxel spacing {zooms}")
-    return LoadedVolume(model, 1.0, 0.0, _model_spacing(folder, zooms, perm, spacing), "hu",
+    return LoadedVolume(model, 1.0, 0.0, _model_spacing(folder, zooms, perm, spacing),
+                        IntensityVersion.hu,
                         "DICOM RescaleSlope/Intercept applied per slice", "DICOM " + how,
                         tuple(hu.shape))
 

@@ -12,7 +12,9 @@ import pyarrow as pa
 
 from ctsearch.data.cases import empty_row, to_table
 from ctsearch.data.dicom import is_dicom_file, series_metadata
-from ctsearch.data.volume import VolumeError, header_is_blank, orient
+from ctsearch.data.intensity import IntensityVersion
+from ctsearch.data.volume import header_is_blank, orient
+from ctsearch.errors import MissingFileError, VolumeError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,8 @@ def _base_row(root: Path, path: Path, source: str) -> dict:
     row = empty_row()
     name = _name(root, path)
     row.update(volume=name, path=str(path.resolve()), source=source, split=root.name,
-               patient=name, scan=name, reconstruction=1, intensity_version="hu",
+               patient=name, scan=name, reconstruction=1,
+               intensity_version=IntensityVersion.hu.value,
                intensity_source="folder", in_metadata=False)
     return row
 
@@ -79,7 +82,7 @@ def read_folder(root: str | Path) -> pa.Table:
     """Case table for every NIfTI file and DICOM series under `root` (labels/reports empty)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
+        raise MissingFileError(f"{root}: no such folder")
     niftis, series = find_inputs(root)
     rows = [nifti_row(root, p) for p in niftis] + [dicom_row(root, d) for d in series]
     log.info("found %d NIfTI files and %d DICOM series under %s", len(niftis), len(series), root)

@@ -17,8 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ctsearch.data.cases import write_cases
-from ctsearch.data.preprocess import PreprocessCfg, preprocess
-from ctsearch.data.volume import VolumeError, read_volume
+from ctsearch.data.config import PreprocessCfg, PreprocessPreset, preset
+from ctsearch.data.intensity import IntensityVersion, intensity_version
+from ctsearch.data.transforms import preprocess
+from ctsearch.data.volume import read_volume
+from ctsearch.errors import MissingFileError, UsageError
 from ctsearch.fsutil import atomic_output, write_json
 
 log = logging.getLogger(__name__)
@@ -34,13 +37,14 @@ class Job:
     path: str
     slope: float | None = None
     intercept: float | None = None
-    version: str | None = None
+    version: IntensityVersion = IntensityVersion.auto
     spacing: tuple[float, float, float] | None = None
     problem: str | None = None
 
     def params(self) -> str:
-        """Everything besides file content and config that affects the output."""
-        return json.dumps([self.slope, self.intercept, self.version, self.spacing])
+        """Everything besides file content and config that affects the output (auto = null)."""
+        version = None if self.version is IntensityVersion.auto else self.version.value
+        return json.dumps([self.slope, self.intercept, version, self.spacing])
 
 
 @dataclass
@@ -67,16 +71,30 @@ def cache_key(content_digest: str, cfg: PreprocessCfg, job: Job) -> str:
 
 
 def cache_file(out_dir: Path, key: str, ext: str = ".npy") -> Path:
+    """Where the output (`.npy`) or its sidecar (`.json`) of cache key `key` lives."""
     return out_dir / "volumes" / key[:2] / f"{key}{ext}"
 
 
-def jobs_from_cases(cases: pa.Table, intensity: str | None = None) -> list[Job]:
+def row_version(row: dict, intensity: IntensityVersion = IntensityVersion.auto
+                ) -> IntensityVersion:
+    """The version a case row is loaded with: the run's override, the row's override, or auto.
+
+    A row's `folder` v2 is what `auto` decides for that path too, so both load alike.
+    """
+    if intensity is not IntensityVersion.auto:
+        return intensity
+    if row["intensity_source"] == "override":
+        return intensity_version(row["intensity_version"])
+    return IntensityVersion.auto
+
+
+def jobs_from_cases(cases: pa.Table, intensity: str | IntensityVersion | None = None
+                    ) -> list[Job]:
     """One job per case row; CT-RATE v1 volumes without a metadata row are marked as problems."""
-    jobs = []
+    jobs, intensity = [], intensity_version(intensity)
     for row in cases.to_pylist():
-        version = intensity or (row["intensity_version"] if row["intensity_source"] == "override"
-                                else None)
-        job = Job(row["volume"], row["path"], row["slope"], row["intercept"], version,
+        job = Job(row["volume"], row["path"], row["slope"], row["intercept"],
+                  row_version(row, intensity),
                   tuple(row["spacing"]) if row["spacing"] else None, row["problem"])
         needs_meta = row["source"] == "ctrate" and row["intensity_version"] != "v2"
         if needs_meta and not row["in_metadata"]:
@@ -97,10 +115,12 @@ def _process(job: Job, cfg_dict: dict, out_dir: str) -> dict:
     if cache_file(out, key).exists():
         return {**_cached_record(out, key, job, digest), "path": job.path}
     try:
-        vol = read_volume(job.path, job.slope, job.intercept, job.version, job.spacing, raw=raw)
+        vol = read_volume(job.path, job.slope, job.intercept, version=job.version,
+                          spacing=job.spacing, raw=raw)
         del raw
-        x = preprocess(vol.stored, vol.spacing, cfg, cfg.cache_dtype, vol.slope, vol.offset)
-    except (VolumeError, ValueError, FileNotFoundError) as exc:
+        x = preprocess(vol.stored, vol.spacing, cfg, dtype=cfg.cache_dtype, slope=vol.slope,
+                       offset=vol.offset)
+    except (ValueError, FileNotFoundError) as exc:  # DataError/VolumeError and their kin
         return {"volume": job.volume, "status": "failed", "error": str(exc)}
     record = {**_record(job, key, digest, vol, time.perf_counter() - start), "path": job.path}
     _write_output(out, key, x, record)
@@ -210,17 +230,19 @@ def preprocess_cases(
     cases: pa.Table,
     out_dir: str | Path,
     cfg: PreprocessCfg | None = None,
+    *,
     workers: int = 1,
-    intensity: str | None = None,
+    intensity: str | IntensityVersion | None = IntensityVersion.auto,
     progress: Progress | None = None,
 ) -> RunSummary:
     """Preprocess every case into `out_dir` (cache, `index.parquet`, `preprocess.json`).
 
     Unchanged inputs with an unchanged config are skipped; a killed run resumes, redoing at
     most the volumes that were in flight. Bad volumes are reported one line each and the
-    batch goes on; `summary.ok` is False when any failed.
+    batch goes on; `summary.ok` is False when any failed. `intensity` v1 | v2 | hu forces the
+    version of every row; auto keeps each row's own (see `row_version`).
     """
-    cfg, out = cfg or PreprocessCfg(), Path(out_dir)
+    cfg, out, intensity = cfg or PreprocessCfg(), Path(out_dir), intensity_version(intensity)
     start = time.perf_counter()
     write_cases(cases, out / "cases.parquet")
     summary = RunSummary(str(out), cfg.to_dict())
@@ -242,17 +264,22 @@ def preprocess_cases(
 def preprocess_tree(
     data: str | Path,
     out_dir: str | Path,
-    cfg: PreprocessCfg | str = "paper",
+    cfg: PreprocessCfg | PreprocessPreset | str = PreprocessPreset.paper,
+    *,
     workers: int = 1,
-    intensity: str | None = None,
+    intensity: str | IntensityVersion | None = IntensityVersion.auto,
     progress: Progress | None = None,
 ) -> RunSummary:
-    """Read a data root (CT-RATE tree or plain folder) and preprocess all of it."""
+    """Read a data root (CT-RATE tree or plain folder) and preprocess all of it.
+
+    `cfg` is a PreprocessCfg or a preset name (paper | half | quarter | tiny).
+    """
     from ctsearch.data.ingest import read_any
-    from ctsearch.data.preprocess import preset
 
     cfg = preset(cfg) if isinstance(cfg, str) else cfg
-    return preprocess_cases(read_any(data, intensity), out_dir, cfg, workers, intensity, progress)
+    intensity = intensity_version(intensity)
+    return preprocess_cases(read_any(data, intensity), out_dir, cfg, workers=workers,
+                            intensity=intensity, progress=progress)
 
 
 def _reject(job: Job, summary: RunSummary) -> bool:
@@ -310,8 +337,10 @@ _INDEX_SCHEMA = pa.schema([(n, pa.string()) for n in (
 
 def open_preprocessed(out_dir: str | Path, volume: str) -> np.ndarray:
     """Memory-map one preprocessed volume (D, H, W) from a finished run."""
-    index = pq.read_table(Path(out_dir) / "index.parquet").to_pylist()
-    match = [r for r in index if r["volume"] == volume]
+    path = Path(out_dir) / "index.parquet"
+    if not path.exists():
+        raise MissingFileError(f"{path}: no such file (not a finished preprocessing run)")
+    match = [r for r in pq.read_table(path).to_pylist() if r["volume"] == volume]
     if not match:
-        raise KeyError(f"{volume}: not in {out_dir}/index.parquet")
+        raise UsageError(f"volume {volume!r} is not in {path}")
     return np.load(match[0]["file"], mmap_mode="r")

@@ -12,8 +12,8 @@ import nibabel as nib
 import numpy as np
 from nibabel import orientations as ornt_mod
 
-from ctsearch.data.intensity import decide_intensity
-from ctsearch.errors import VolumeError
+from ctsearch.data.intensity import IntensityVersion, decide_intensity, intensity_version
+from ctsearch.errors import MissingFileError, VolumeError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class LoadedVolume:
     slope: float
     offset: float
     spacing: tuple[float, float, float]      # mm along (D, H, W)
-    intensity_version: str                   # "v1" (rescaled) | "v2" (already HU) | "hu" (header)
+    intensity_version: IntensityVersion      # v1 (rescaled) | v2 (already HU) | hu (header)
     intensity_reason: str
     orientation: str                         # how the axis order was found
     source_shape: tuple[int, ...]
@@ -171,34 +171,41 @@ def read_volume(
     path: str | Path,
     slope: float | None = None,
     intercept: float | None = None,
-    version: str | None = None,
+    *,
+    version: str | IntensityVersion | None = IntensityVersion.auto,
     spacing: tuple[float, float, float] | None = None,
     raw: bytes | None = None,
 ) -> LoadedVolume:
-    """Load one NIfTI file (or DICOM series folder) as float32 HU in (S, L, P) order.
+    """Load one NIfTI file (or DICOM series folder) in (S, L, P) order without copying it.
+
+    A case-table row loads as the preprocessing pipeline loads it:
+    `read_volume(row["path"], row["slope"], row["intercept"],
+    version=row["intensity_version"], spacing=row["spacing"])`.
 
     Args:
         path: `.nii`/`.nii.gz` file, or a folder holding one DICOM series.
         slope, intercept: CT-RATE metadata rescale (HU = stored * slope + intercept for v1).
-        version: "v1" | "v2" | "hu" to override the intensity detection (see `intensity`).
+        version: v1 | v2 | hu forces the intensity rule; auto (or None) decides per volume
+            (see `intensity.decide_intensity`).
         spacing: (depth, height, width) mm in model order; overrides the header (CT-RATE
             metadata), required when the header is blank.
         raw: the file's bytes when the caller already read them (cache hashing).
     """
-    path = Path(path)
+    path, version = Path(path), intensity_version(version)
     if path.is_dir():
         from ctsearch.data.dicom import read_dicom_series
 
         return read_dicom_series(path, spacing=spacing)
     if raw is None and not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     header, stored = read_nifti_bytes(path, raw)
     stored = _squeeze_to_3d(path, stored)
     blank = header_is_blank(header)
     _check_finite(path, stored)
     hs, hi = _header_scaling(header)
     sample = stored[::4, ::4, ::4].astype(np.float32) * np.float32(hs) + np.float32(hi)
-    decision = decide_intensity(path, sample, slope, intercept, version, header_rescale=hi != 0.0)
+    decision = decide_intensity(path, sample, slope=slope, intercept=intercept, version=version,
+                                header_rescale=hi != 0.0)
     zooms = _zooms(path, header, blank)
     model, perm, how = orient(path, stored, None if blank else header.get_best_affine())
     model_spacing = _model_spacing(path, zooms, perm, spacing)
@@ -225,9 +232,13 @@ def load_volume(
     path: str | Path,
     slope: float | None = None,
     intercept: float | None = None,
-    version: str | None = None,
+    *,
+    version: str | IntensityVersion | None = IntensityVersion.auto,
     spacing: tuple[float, float, float] | None = None,
 ) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """Float32 HU array in model axis order (D, H, W) = (S, L, P) and its spacing in mm."""
-    vol = read_volume(path, slope, intercept, version, spacing)
+    """Float32 HU array in model axis order (D, H, W) = (S, L, P) and its spacing in mm.
+
+    The same decisions as `read_volume` (one full float32 copy); see it for the arguments.
+    """
+    vol = read_volume(path, slope, intercept, version=version, spacing=spacing)
     return vol.hu, vol.spacing

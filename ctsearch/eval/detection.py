@@ -33,28 +33,40 @@ def nearest_corner_threshold(score: np.ndarray, y: np.ndarray) -> float:
     return float(GRID[len(dist) - 1 - np.argmin(dist[::-1])])
 
 
-def _f1(tp: float, fp: float, fn: float) -> float:
-    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+def confusion(pred: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
+    """(TP, FP, FN, TN) of boolean predictions against 0/1 labels."""
+    pos = y == 1
+    return (float((pred & pos).sum()), float((pred & ~pos).sum()),
+            float((~pred & pos).sum()), float((~pred & ~pos).sum()))
 
 
-def binary_scores(pred: np.ndarray, y: np.ndarray, weighted_f1: bool) -> dict:
+def fraction(part: float, whole: float) -> float:
+    """part / whole; 0.0 when whole is 0 (precision or recall with nothing to count)."""
+    return part / whole if whole else 0.0
+
+
+def f1_score(tp: float, fp: float, fn: float, *, empty: float = 0.0) -> float:
+    """2 TP / (2 TP + FP + FN); `empty` when there are no positives and no predictions."""
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else empty
+
+
+def binary_scores(pred: np.ndarray, y: np.ndarray, *, weighted_f1: bool) -> dict:
     """F1 (positive class, or support-weighted over both classes), accuracy, precision."""
-    tp, fp = float((pred & (y == 1)).sum()), float((pred & (y == 0)).sum())
-    fn, tn = float((~pred & (y == 1)).sum()), float((~pred & (y == 0)).sum())
-    f1 = _f1(tp, fp, fn)
+    tp, fp, fn, tn = confusion(pred, y)
+    f1 = f1_score(tp, fp, fn)
     if weighted_f1:
-        f1 = (f1 * (tp + fn) + _f1(tn, fn, fp) * (tn + fp)) / max(len(y), 1)
-    return {"f1": f1, "accuracy": (tp + tn) / max(len(y), 1),
-            "precision": tp / (tp + fp) if tp + fp else 0.0}
+        f1 = (f1 * (tp + fn) + f1_score(tn, fn, fp) * (tn + fp)) / max(len(y), 1)
+    return {"f1": f1, "accuracy": (tp + tn) / max(len(y), 1), "precision": fraction(tp, tp + fp)}
 
 
-def finding_metrics(score: np.ndarray, y: np.ndarray, threshold: float,
+def finding_metrics(score: np.ndarray, y: np.ndarray, threshold: float, *,
                     weighted_f1: bool) -> dict:
-    return {"auroc": auroc(score, y), **binary_scores(score >= threshold, y, weighted_f1),
-            "threshold": threshold}
+    """AUROC of the scores, and the binary scores of `score >= threshold`."""
+    scores = binary_scores(score >= threshold, y, weighted_f1=weighted_f1)
+    return {"auroc": auroc(score, y), **scores, "threshold": threshold}
 
 
-def bootstrap_auroc(probs: np.ndarray, labels: np.ndarray, draws: int = 1000,
+def bootstrap_auroc(probs: np.ndarray, labels: np.ndarray, draws: int = 1000, *,
                     seed: int = 0) -> list[float]:
     """95% interval of the mean AUROC over findings, resampling volumes."""
     rng = np.random.default_rng(seed)

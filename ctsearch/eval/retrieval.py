@@ -53,7 +53,7 @@ def map_official(latents: np.ndarray, labels: np.ndarray, ks=MAP_KS) -> dict:
     return out
 
 
-def map_corrected(latents: np.ndarray, labels: np.ndarray, scans: list[str], ks=MAP_KS
+def map_corrected(latents: np.ndarray, labels: np.ndarray, scans: list[str], *, ks=MAP_KS
                   ) -> tuple[dict, dict, dict]:
     """(MAP@K, exact random MAP@K, per-query scores per K) with same-scan items excluded."""
     scans = np.asarray(scans)
@@ -82,7 +82,8 @@ def bootstrap_ci(per_query: np.ndarray, draws: int = 1000, seed: int = 0) -> lis
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
-def recall_at_k(text: torch.Tensor, image: torch.Tensor, ks=(5, 10), chunk: int = 4096) -> dict:
+def recall_at_k(text: torch.Tensor, image: torch.Tensor, ks=(5, 10), *, chunk: int = 4096
+                ) -> dict:
     """Report->volume Recall@K: text i's only correct volume is volume i (one positive/query).
 
     A hit when volume i ranks within the top K of text i's scores (ties broken toward hits
@@ -102,9 +103,14 @@ def paired_rank(text: torch.Tensor, image: torch.Tensor, chunk: int = 4096) -> t
     return torch.cat(ranks)
 
 
+def chance_recall(k: int, n: int) -> float:
+    """Probability that a query's one correct item ranks in the top K of n random scores."""
+    return min(k, n) / n
+
+
 def random_recall(n: int, ks=(5, 10)) -> dict:
     """Expected Recall@K of random scores: min(K, N) / N."""
-    return {f"R@{k}": min(k, n) / n for k in ks}
+    return {f"R@{k}": chance_recall(k, n) for k in ks}
 
 
 def recall_p_value(recall: float, n: int, k: int) -> float:
@@ -112,5 +118,5 @@ def recall_p_value(recall: float, n: int, k: int) -> float:
 
     Under random scores each query is a hit with probability min(K, n) / n, independently.
     """
-    p, hits = min(k, n) / n, round(recall * n)
+    p, hits = chance_recall(k, n), round(recall * n)
     return float(sum(comb(n, x) * p**x * (1 - p) ** (n - x) for x in range(hits, n + 1)))

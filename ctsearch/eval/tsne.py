@@ -10,6 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.errors import UsageError
+from ctsearch.search.info import IndexInfo
 from ctsearch.search.store import REPORTS, VOLUMES, column_matrix, index_dir
 
 log = logging.getLogger(__name__)
@@ -47,12 +49,17 @@ def embed_2d(x: np.ndarray, seed: int = 41, perplexity: float = 30.0) -> np.ndar
     return tsne.fit_transform(x.astype(np.float32))
 
 
-def export_tsne(index: str, out: str | Path, home: str | Path | None = None,
+def export_tsne(index: str, out: str | Path, *, home: str | Path | None = None,
                 kinds: tuple[str, ...] = ("volumes",), seed: int = 41) -> Path:
     """Write OUT/tsne.parquet (volume, x, y, kind, ...) and the PNG plots; returns OUT."""
+    unknown = [k for k in kinds if k not in ("volumes", "reports")]
+    if unknown or not kinds:
+        raise UsageError(f"kinds {tuple(kinds)!r}: choose volumes and/or reports")
+    folder = index_dir(index, home)
+    IndexInfo.read(folder)  # IndexNotFound / IndexFormatError before any work
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    x, rows = _points(index_dir(index, home), kinds)
+    x, rows = _points(folder, kinds)
     xy = embed_2d(x, seed)
     for r, (a, b) in zip(rows, xy, strict=True):
         r["x"], r["y"] = float(a), float(b)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.errors import IndexMismatch, UsageError
 from ctsearch.fsutil import atomic_output
 
 log = logging.getLogger(__name__)
@@ -52,21 +53,21 @@ def head_probs(head: dict, latents: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-x))
 
 
-def finetune_classfine(index: str, out: str | Path, home=None, split: str = "train",
-                       epochs: int = 300, lr: float = 1e-2) -> Path:
+def finetune_classfine(index: str, out: str | Path, *, home: str | Path | None = None,
+                       split: str = "train", epochs: int = 300, lr: float = 1e-2) -> Path:
     """Train the head on the index's `split` latents; write OUT/classfine.pt."""
     from ctsearch.search import Searcher
 
     s = Searcher(index, home)
     rows = [i for i, r in enumerate(s.rows) if r["split"] == split]
     if not rows:
-        raise ValueError(f"index {index!r} has no {split!r} volumes to train on")
+        raise UsageError(f"index {index!r} has no {split!r} volumes to train on")
     labels = np.array([[s.rows[i][p] or 0 for p in PATHOLOGIES] for i in rows], np.float32)
     head = train_head(s.vectors[rows], labels, epochs, lr)
     path = Path(out) / "classfine.pt"
     with atomic_output(path, ".pt") as tmp:
         torch.save({"weight": head.weight.detach(), "bias": head.bias.detach(),
-                    "findings": list(PATHOLOGIES), "model": s.info["model"]["id"],
+                    "findings": list(PATHOLOGIES), "model": s.info.model.id,
                     "n_train": len(rows)}, str(tmp))
     return path
 
@@ -75,7 +76,7 @@ def load_head(path: str | Path, model_id: str | None = None) -> dict:
     """A ClassFine head; refuses one trained on another model's latents."""
     head = torch.load(str(path), map_location="cpu", weights_only=True)
     if model_id and head.get("model") != model_id:
-        raise ValueError(f"{path}: head trained on model {head.get('model')}, index uses "
+        raise IndexMismatch(f"{path}: head trained on model {head.get('model')}, index uses "
                          f"{model_id}")
     return head
 

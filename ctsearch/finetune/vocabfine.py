@@ -19,7 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ctsearch.choices import choose
 from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.errors import MissingFileError, UsageError
+from ctsearch.finetune.modes import PairLoss
 from ctsearch.models import save_checkpoint
 from ctsearch.models.text import tokenize
 from ctsearch.search.zeroshot import prompt_texts
@@ -33,7 +36,7 @@ def _prompt_latents(encoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.Ten
 
 
 def pair_loss(latents: torch.Tensor, prompts: torch.Tensor, labels: torch.Tensor, scale,
-              kind: str = "ce") -> torch.Tensor:
+              kind: str | PairLoss = PairLoss.ce) -> torch.Tensor:
     """Loss of (B, dim) latents against (F, 2, dim) prompts for (B, F) 0/1 labels."""
     logits = scale * torch.einsum("bd,fkd->bfk", latents, prompts)
     target = (1 - labels).long()  # index 0 = "present" prompt
@@ -42,13 +45,14 @@ def pair_loss(latents: torch.Tensor, prompts: torch.Tensor, labels: torch.Tensor
     return F.cross_entropy(logits.reshape(-1, 2), target.reshape(-1))
 
 
-def train_vocabfine(searcher, out: str | Path, split: str = "train", epochs: int = 30,
-                    lr: float = 1e-4, batch: int = 64, loss: str = "ce", seed: int = 0,
-                    end_to_end: bool = False, progress=None) -> Path:
+def train_vocabfine(searcher, out: str | Path, *, split: str = "train", epochs: int = 30,
+                    lr: float = 1e-4, batch: int = 64, loss: str | PairLoss = PairLoss.ce,
+                    seed: int = 0, end_to_end: bool = False, progress=None) -> Path:
     """Fine-tune the index model (text side, or everything) in place; OUT/model-vocabfine.pt."""
+    loss = choose(PairLoss, loss, "loss")
     enc, rows = searcher.encoder, [i for i, r in enumerate(searcher.rows) if r["split"] == split]
     if not rows:
-        raise ValueError(f"index {searcher.name!r} has no {split!r} volumes to train on")
+        raise UsageError(f"index {searcher.name!r} has no {split!r} volumes to train on")
     y = torch.as_tensor(np.array([[searcher.rows[i][p] or 0 for p in PATHOLOGIES]
                                   for i in rows]), dtype=torch.float32)
     tok = tokenize(enc.tokenizer, [t for pair in prompt_texts(list(PATHOLOGIES)) for t in pair],
@@ -72,7 +76,7 @@ def train_vocabfine(searcher, out: str | Path, split: str = "train", epochs: int
     _copy_tokenizer(enc, Path(out))
     return save_checkpoint(model, Path(out) / "model-vocabfine.pt",
                            {"vocabfine": {"split": split, "epochs": epochs, "lr": lr,
-                                          "loss": loss, "end_to_end": end_to_end,
+                                          "loss": loss.value, "end_to_end": end_to_end,
                                           "base": enc.fingerprint()["id"]}})
 
 
@@ -99,8 +103,9 @@ def _volume_latents(searcher, rows: list[int]):
     files = [cache_file(cache, searcher.rows[i]["key"]) for i in rows]
     missing = [f for f in files if not f.exists()]
     if missing:
-        raise ValueError(f"{len(missing)} preprocessed volumes of index {searcher.name!r} are "
-                         f"missing (first: {missing[0]}); rebuild the index to restore its cache")
+        raise MissingFileError(f"{len(missing)} preprocessed volumes of index {searcher.name!r} "
+                               f"are missing (first: {missing[0]}); rebuild the index to restore "
+                               "its cache")
     model = searcher.encoder.model
 
     def latents(idx: torch.Tensor) -> torch.Tensor:

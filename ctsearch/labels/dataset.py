@@ -1,7 +1,7 @@
 """Labelled real reports (a CT-RATE reports CSV + its labels CSV), one per scan, split by scan.
 
 Scans are split by the sha1 of the scan id (30% held out); the rules were written looking at the
-development part only.
+development part only. `read_rows` reads a CSV that must have given columns (also for label_csv).
 """
 
 from __future__ import annotations
@@ -12,24 +12,46 @@ from pathlib import Path
 
 from ctsearch.data.schema import PATHOLOGIES
 from ctsearch.data.text import report_of
+from ctsearch.errors import DataError, FieldError, MissingFileError
+
+REPORT_COLUMNS = ("VolumeName", "Findings_EN", "Impressions_EN")
 
 
 def held_out(scan: str) -> bool:
+    """Whether a scan belongs to the held-out 30% (by the sha1 of its id)."""
     return int(hashlib.sha1(scan.encode()).hexdigest(), 16) % 10 < 3
 
 
-def labelled_reports(reports: Path, labels: Path) -> dict[str, list]:
+def read_rows(path: str | Path, columns: tuple[str, ...]) -> list[dict]:
+    """The rows of a CSV that must have `columns`; a missing file or column is an error."""
+    if not Path(path).is_file():
+        raise MissingFileError(f"{path} does not exist")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = set(columns) - set(reader.fieldnames or ())
+        if missing:
+            raise DataError(f"{path}: missing column(s) {sorted(missing)}")
+        return list(reader)
+
+
+def _flags(row: dict, path: Path) -> list[int]:
+    """The 18 0/1 labels of a labels-CSV row."""
+    try:
+        return [int(row[p]) for p in PATHOLOGIES]
+    except ValueError:
+        raise FieldError(f"{path}: {row['VolumeName']}: labels must be 0 or 1") from None
+
+
+def labelled_reports(reports: str | Path, labels: str | Path) -> dict[str, list]:
     """One row per scan (reconstructions share report and labels), split into dev / held-out."""
-    with open(labels, newline="") as fh:
-        truth = {r["VolumeName"]: r for r in csv.DictReader(fh)}
+    truth = {r["VolumeName"]: r for r in read_rows(labels, ("VolumeName", *PATHOLOGIES))}
     parts: dict[str, list] = {"dev": [], "held_out": []}
     seen = set()
-    with open(reports, newline="") as fh:
-        for r in csv.DictReader(fh):
-            scan = r["VolumeName"].rsplit("_", 1)[0]
-            if scan in seen or r["VolumeName"] not in truth:
-                continue
-            seen.add(scan)
-            y = [int(truth[r["VolumeName"]][p]) for p in PATHOLOGIES]
-            parts["held_out" if held_out(scan) else "dev"].append((report_of(r), y))
+    for r in read_rows(reports, REPORT_COLUMNS):
+        scan = r["VolumeName"].rsplit("_", 1)[0]
+        if scan in seen or r["VolumeName"] not in truth:
+            continue
+        seen.add(scan)
+        y = _flags(truth[r["VolumeName"]], labels)
+        parts["held_out" if held_out(scan) else "dev"].append((report_of(r), y))
     return parts

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.errors import DataError, MissingDependency, MissingFileError
 from ctsearch.labels.dataset import labelled_reports
 from ctsearch.models.text import load_tokenizer, minilm_path, tokenize
 
@@ -33,19 +34,31 @@ class ReportClassifier(nn.Module):
 
 
 def _folder(text_encoder: str) -> Path:
-    return minilm_path() if text_encoder == "minilm" else Path(text_encoder)
+    """The encoder folder: the offline MiniLM for 'minilm', else the path (which must exist)."""
+    folder = minilm_path() if text_encoder == "minilm" else Path(text_encoder)
+    if not folder.is_dir():
+        raise MissingFileError(f"text encoder folder {folder} does not exist")
+    return folder
 
 
-def train_labeler(texts: list[str], labels: np.ndarray, out: str | Path,
+def _classifier(folder: Path) -> ReportClassifier:
+    """The BERT-family encoder saved in `folder` under a fresh 18-finding head."""
+    try:
+        from transformers import AutoModel
+    except ImportError as exc:
+        raise MissingDependency("the learned labeler needs transformers: "
+                                "pip install 'ctsearch[model]'") from exc
+    return ReportClassifier(AutoModel.from_pretrained(str(folder), local_files_only=True))
+
+
+def train_labeler(texts: list[str], labels: np.ndarray, out: str | Path, *,
                   text_encoder: str = "minilm", epochs: int = 3, lr: float = 5e-5,
                   batch: int = 16, max_length: int = 256, seed: int = 0) -> Path:
     """Fine-tune encoder + head on (texts, 0/1 labels); writes the model folder `out`."""
-    from transformers import AutoModel
-
     torch.manual_seed(seed)
     folder, out = _folder(text_encoder), Path(out)
+    model = _classifier(folder)
     tok = load_tokenizer(folder)
-    model = ReportClassifier(AutoModel.from_pretrained(str(folder), local_files_only=True))
     enc = tokenize(tok, texts, max_length)
     y = torch.as_tensor(labels, dtype=torch.float32)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -70,14 +83,13 @@ class ModelLabeler:
     """A trained labeler folder; `label(texts)` -> (N, 18) 0/1 at probability 0.5."""
 
     def __init__(self, folder: str | Path):
-        from transformers import AutoModel
-
         folder = Path(folder)
+        if not (folder / "head.pt").is_file():
+            raise MissingFileError(f"{folder}: not a trained labeler folder (no head.pt)")
         blob = torch.load(folder / "head.pt", map_location="cpu", weights_only=True)
-        self.tok, self.max_length = load_tokenizer(folder), blob["max_length"]
-        self.model = ReportClassifier(AutoModel.from_pretrained(str(folder),
-                                                                local_files_only=True)).eval()
+        self.model = _classifier(folder).eval()
         self.model.head.load_state_dict(blob["head"])
+        self.tok, self.max_length = load_tokenizer(folder), blob["max_length"]
 
     @torch.no_grad()
     def probs(self, texts: list[str], batch: int = 32) -> np.ndarray:
@@ -90,14 +102,19 @@ class ModelLabeler:
     def label(self, texts: list[str]) -> np.ndarray:
         return (self.probs(texts) >= 0.5).astype(int)
 
+    def label_report(self, text: str) -> dict[str, int]:
+        """The 18 labels (0/1) of one report, as `rules.label_report`."""
+        return dict(zip(PATHOLOGIES, self.label([text])[0].tolist(), strict=True))
 
-def train_labeler_on(reports: str | Path, labels: str | Path, out: str | Path,
+
+def train_labeler_on(reports: str | Path, labels: str | Path, out: str | Path, *,
                      text_encoder: str = "minilm", epochs: int = 3, lr: float = 5e-5,
                      all_scans: bool = False) -> Path:
     """Train the learned labeler on the development scans (or all) of a reports/labels pair."""
     parts = labelled_reports(Path(reports), Path(labels))
     rows = parts["dev"] + (parts["held_out"] if all_scans else [])
     if not rows:
-        raise ValueError(f"{reports}: no labelled reports")
+        which = "reports" if all_scans else "development reports"
+        raise DataError(f"{reports}: no labelled {which} (labels from {labels})")
     return train_labeler([t for t, _ in rows], np.array([y for _, y in rows]), out,
-                         text_encoder, epochs, lr)
+                         text_encoder=text_encoder, epochs=epochs, lr=lr)

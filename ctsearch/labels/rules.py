@@ -8,11 +8,15 @@ positive when any sentence mentions it un-negated. `explain` returns the sentenc
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from ctsearch.data.schema import PATHOLOGIES
 from ctsearch.data.text import report_of
+from ctsearch.fsutil import atomic_output
+from ctsearch.labels.dataset import REPORT_COLUMNS, read_rows
 
 _ARTERY = r"(aort|arter|vascular|carotid|subclavian|brachiocephalic|iliac|vessel|arch)"
 RULES: dict[str, tuple[list[str], list[str]]] = {  # finding -> (patterns, exclusions)
@@ -123,26 +127,25 @@ def label_report(text: str) -> dict[str, int]:
     return {f: int(f in positive) for f in PATHOLOGIES}
 
 
-def label_csv(reports_csv: str, out_csv: str, model: str | None = None) -> int:
+def label_matrix(texts: list[str]) -> list[list[int]]:
+    """The 18 labels of each report, in PATHOLOGIES order."""
+    return [list(label_report(t).values()) for t in texts]
+
+
+def label_csv(reports_csv: str | Path, out_csv: str | Path, model: str | Path | None = None
+              ) -> int:
     """CT-RATE reports CSV -> CT-RATE labels CSV (`VolumeName` + the 18 columns); returns rows.
 
-    `model`: a trained labeler folder (`ctsearch labels train`) instead of the rules."""
-    import csv
-
-    from ctsearch.fsutil import atomic_output
-
-    with open(reports_csv, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    missing = {"VolumeName", "Findings_EN", "Impressions_EN"} - set(rows[0] if rows else {})
-    if missing:
-        raise ValueError(f"{reports_csv}: missing column(s) {sorted(missing)}")
+    `model`: a trained labeler folder (`ctsearch labels train`) instead of the rules.
+    """
+    rows = read_rows(reports_csv, REPORT_COLUMNS)
     texts = [report_of(r) for r in rows]
     if model:
         from ctsearch.labels.learned import ModelLabeler
 
         matrix = ModelLabeler(model).label(texts).tolist()
     else:
-        matrix = [[label_report(t)[p] for p in PATHOLOGIES] for t in texts]
+        matrix = label_matrix(texts)
     with atomic_output(out_csv, ".csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["VolumeName", *PATHOLOGIES])

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import math
 import re
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -12,7 +15,7 @@ from torch import nn
 
 from ctsearch import __version__
 from ctsearch.fsutil import atomic_output
-from ctsearch.models.clip import CTCLIP
+from ctsearch.models.clip import ALL_PARTS, CTCLIP, Part, key_part
 from ctsearch.models.config import ModelCfg, official_config
 from ctsearch.models.convert import VT, CheckpointError, check_shapes, detect_kind, from_official
 
@@ -65,10 +68,12 @@ def infer_config(sd: dict) -> ModelCfg:
 
 
 def _read(path: Path) -> dict:
+    """The raw dict; zip-format files are memory-mapped, so unused tensors are never read."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        obj = torch.load(str(path), map_location="cpu", weights_only=True,
+                         mmap=zipfile.is_zipfile(path))
     except Exception as exc:  # noqa: BLE001 - pickle/zip errors have many types
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({exc})") from None
     if not isinstance(obj, dict):
@@ -76,8 +81,35 @@ def _read(path: Path) -> dict:
     return obj
 
 
+@dataclass
+class Checkpoint:
+    """A read checkpoint before any model is built: config, converted state dict, extras."""
+
+    path: Path
+    cfg: ModelCfg
+    state: dict
+    extras: dict
+
+    @property
+    def kind(self) -> str:
+        """'ctsearch' | 'official' | 'classfine' | 'encoder'."""
+        return self.extras.get("kind", "ctsearch")
+
+
+def read_checkpoint(path: str | Path, cfg: ModelCfg | None = None) -> Checkpoint:
+    """Config + state dict of any supported checkpoint, nothing built (tensors memory-mapped)."""
+    path = Path(path)
+    raw = _read(path)
+    try:
+        cfg, sd, extras = _convert(raw, cfg)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    return Checkpoint(path, cfg, sd, extras)
+
+
 def load_checkpoint(path: str | Path, cfg: ModelCfg | None = None,
-                    device: str | torch.device = "cpu") -> CTCLIP:
+                    device: str | torch.device = "cpu", *,
+                    parts: Iterable[Part | str] = ALL_PARTS) -> CTCLIP:
     """A CTCLIP in eval mode from any supported checkpoint (weights_only loading, strict).
 
     Args:
@@ -85,43 +117,59 @@ def load_checkpoint(path: str | Path, cfg: ModelCfg | None = None,
             `position_ids`), ClassFine/LiPro (`trained_model.*` + `classifier.*`), the
             encoder-only file CT-CHAT uses, or a ctsearch checkpoint (config inside).
         cfg: model config for official files (default: inferred from the tensor shapes).
+        parts: the towers to build and load (strict on them; other parts' keys are ignored).
     """
-    path = Path(path)
-    raw = _read(path)
-    try:
-        model = _build_and_load(raw, cfg)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    log.info("loaded %s", path)
+    ckpt = read_checkpoint(path, cfg)
+    model = load_parts(empty_model(ckpt), ckpt, parts)
+    log.info("loaded %s (%s)", ckpt.path, ", ".join(sorted(model.parts)) or "no towers")
     return model.to(device).eval()
 
 
-def _build_and_load(raw: dict, cfg: ModelCfg | None) -> CTCLIP:
+def empty_model(ckpt: Checkpoint) -> CTCLIP:
+    """A CTCLIP of the checkpoint's config without towers (+ its ClassFine head, loaded)."""
+    model = CTCLIP(ckpt.cfg, parts=())
+    _attach_classifier(model, ckpt.extras.get("classifier"))
+    return model
+
+
+def load_parts(model: CTCLIP, ckpt: Checkpoint, parts: Iterable[Part | str]) -> CTCLIP:
+    """Build the towers of `parts` the model lacks and load them (+ the shared temperature)
+    strictly from `ckpt`: a missing, unexpected or mis-shaped key of them is a CheckpointError.
+    New towers are left in training mode on the CPU (call `.to(device).eval()`)."""
+    new = model.add_parts(parts)
+    try:
+        if ckpt.kind == "encoder":
+            _load_encoder_only(model, ckpt.state, new)
+        else:
+            _load_subset(model, ckpt.state, lambda k: key_part(k) in new or key_part(k) is None)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{ckpt.path}: {exc}") from None
+    return model
+
+
+def _convert(raw: dict, cfg: ModelCfg | None) -> tuple[ModelCfg, dict, dict]:
     if "state_dict" not in raw:  # DDP/FSDP wrappers save "module." prefixes
         raw = {k.removeprefix("module."): v for k, v in raw.items()}
     kind = detect_kind(raw)
     if kind == "ctsearch":
-        cfg = cfg or ModelCfg.from_dict(raw["config"])
-        sd, extras = raw["state_dict"], raw.get("extras", {})
-    else:
-        sd, extras = from_official(raw)
-        cfg = cfg or infer_config(sd)
-    model = CTCLIP(cfg)
-    if extras.get("kind") == "encoder":
-        return _load_encoder_only(model, sd)
-    check_shapes(model.state_dict(), sd)
-    model.load_state_dict(sd, strict=True)
-    _attach_classifier(model, extras.get("classifier"))
-    return model
+        return cfg or ModelCfg.from_dict(raw["config"]), raw["state_dict"], raw.get("extras", {})
+    sd, extras = from_official(raw)
+    return cfg or infer_config(sd), sd, extras
 
 
-def _load_encoder_only(model: CTCLIP, sd: dict) -> CTCLIP:
+def _load_subset(model: CTCLIP, sd: dict, wanted) -> None:
+    own = {k: v for k, v in model.state_dict().items()
+           if wanted(k) and not k.startswith("classifier.")}  # the head is loaded on its own
+    sub = {k: v for k, v in sd.items() if wanted(k)}
+    check_shapes(own, sub)
+    model.load_state_dict(sub, strict=False)
+
+
+def _load_encoder_only(model: CTCLIP, sd: dict, new: frozenset[Part]) -> None:
     """CT-CHAT's encoder file: only the CT-ViT is loaded (projections stay untrained)."""
-    own = {k: v for k, v in model.state_dict().items() if k.startswith(VT)}
-    check_shapes(own, sd)
-    model.load_state_dict(sd, strict=False)
     model.encoder_only = True
-    return model
+    if Part.vision in new:
+        _load_subset(model, sd, lambda k: k.startswith(VT))
 
 
 def _attach_classifier(model: CTCLIP, head: dict | None) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from enum import StrEnum
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,17 +14,68 @@ from ctsearch.models.ctvit import CTViT
 from ctsearch.models.text import build_text_encoder
 
 
-class CTCLIP(nn.Module):
-    """Attribute names follow the official CTCLIP so state dicts line up after conversion."""
+class Part(StrEnum):
+    """A tower of CT-CLIP with its projection; a model may be built with only some of them."""
 
-    def __init__(self, cfg: ModelCfg):
+    text = "text"
+    vision = "vision"
+
+
+ALL_PARTS = frozenset(Part)
+# Sub-modules in construction order (the order of a full build fixes the seeded init).
+MODULES = {"visual_transformer": Part.vision, "text_transformer": Part.text,
+           "to_text_latent": Part.text, "to_visual_latent": Part.vision}
+
+
+def key_part(key: str) -> Part | None:
+    """The part a state-dict key belongs to; None for shared keys (temperature) and others."""
+    return MODULES.get(key.split(".", 1)[0])
+
+
+def parts_of(parts: Iterable[Part | str]) -> frozenset[Part]:
+    """Validated parts ('text' / 'vision' strings or Part members)."""
+    from ctsearch.choices import choose
+
+    return frozenset(choose(Part, p, "model part") for p in parts)
+
+
+class CTCLIP(nn.Module):
+    """Attribute names follow the official CTCLIP so state dicts line up after conversion.
+
+    `parts` builds only some towers (the others stay None until `add_parts`).
+    """
+
+    def __init__(self, cfg: ModelCfg, parts: Iterable[Part | str] = ALL_PARTS):
         super().__init__()
         self.cfg = cfg
-        self.visual_transformer = CTViT(cfg.vision)
-        self.text_transformer = build_text_encoder(cfg.text)
-        self.to_text_latent = nn.Linear(cfg.text.width, cfg.clip.dim_latent, bias=False)
-        self.to_visual_latent = nn.Linear(cfg.dim_image, cfg.clip.dim_latent, bias=False)
+        for name in MODULES:
+            self.register_module(name, None)
         self.temperature = nn.Parameter(torch.tensor(float(cfg.clip.temperature_init)))
+        self.add_parts(parts)
+
+    @property
+    def parts(self) -> frozenset[Part]:
+        """The towers built so far."""
+        return frozenset(part for name, part in MODULES.items() if self._modules[name] is not None)
+
+    def add_parts(self, parts: Iterable[Part | str]) -> frozenset[Part]:
+        """Build the missing towers of `parts` (fresh init, in the full build's order); returns
+        the parts that were added (their weights still have to be loaded)."""
+        new = parts_of(parts) - self.parts
+        for name, part in MODULES.items():
+            if part in new:
+                setattr(self, name, self._build(name))
+        return new
+
+    def _build(self, name: str) -> nn.Module:
+        cfg = self.cfg
+        if name == "visual_transformer":
+            return CTViT(cfg.vision)
+        if name == "text_transformer":
+            return build_text_encoder(cfg.text)
+        if name == "to_text_latent":
+            return nn.Linear(cfg.text.width, cfg.clip.dim_latent, bias=False)
+        return nn.Linear(cfg.dim_image, cfg.clip.dim_latent, bias=False)
 
     @property
     def logit_scale(self) -> torch.Tensor:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from importlib import resources
 
-from ctsearch.data.preprocess import PreprocessCfg
+from ctsearch.choices import choose
+from ctsearch.data.config import PreprocessCfg
 
 
 @dataclass
@@ -126,9 +128,18 @@ def preset_names() -> list[str]:
         "presets").iterdir() if p.name.endswith(".json"))
 
 
-def model_preset(name: str) -> ModelCfg:
+# The shipped model presets (ctsearch/models/presets/*.json): paper | tiny.
+ModelPreset = StrEnum("ModelPreset", [(name, name) for name in preset_names()], module=__name__)
+ModelPreset.__doc__ = "Name of a shipped model preset: `tiny` (CPU minutes) or `paper`."
+
+
+def model_preset_name(value: str | ModelPreset) -> ModelPreset:
+    """A ModelPreset from its name; an unknown name is a UsageError naming the allowed ones."""
+    return choose(ModelPreset, value, "model preset")
+
+
+def model_preset(name: str | ModelPreset) -> ModelCfg:
     """A shipped model preset: `paper` (official dims) or `tiny` (CPU training in minutes)."""
-    if name not in preset_names():
-        raise ValueError(f"unknown model preset {name!r}; available: {preset_names()}")
+    name = model_preset_name(name).value
     text = resources.files("ctsearch.models").joinpath(f"presets/{name}.json").read_text()
     return ModelCfg.from_dict(json.loads(text))

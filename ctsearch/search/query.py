@@ -10,38 +10,32 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from ctsearch.choices import choose
 from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.errors import QueryError
 from ctsearch.search.encoder import Encoder
-from ctsearch.search.filters import MetaFilter, QueryError
-from ctsearch.search.store import (
-    REPORTS,
-    VOLUMES,
-    check_model,
-    column_matrix,
-    index_dir,
-    read_index_json,
-)
+from ctsearch.search.filters import MetaFilter
+from ctsearch.search.hit import META_KEYS, RESULT_KEYS, Hit
+from ctsearch.search.info import IndexInfo
+from ctsearch.search.modes import QueryTarget
+from ctsearch.search.store import REPORTS, VOLUMES, column_matrix, index_dir
 
 log = logging.getLogger(__name__)
-RESULT_KEYS = ("rank", "volume", "score", "scan", "patient", "split", "reconstruction", "age",
-               "sex", "manufacturer", "model_name", "kernel", "findings", "report")
+__all__ = ["RESULT_KEYS", "Hit", "QueryError", "QueryTarget", "Searcher"]
 
 
 class Searcher:
     """An opened index + the model that built it; `query` answers one request."""
 
-    def __init__(self, name: str, home: str | Path | None = None, model: str | Path | None = None,
-                 tokenizer: str | Path | None = None, device: str | None = None,
-                 encoder: Encoder | None = None):
+    def __init__(self, name: str, home: str | Path | None = None, *,
+                 model: str | Path | None = None, tokenizer: str | Path | None = None,
+                 device: str | None = None, encoder: Encoder | None = None):
         from ctsearch.indexes import load_index
 
         self.name, self.folder = name, index_dir(name, home)
-        try:
-            self.info = read_index_json(self.folder)
-        except FileNotFoundError:
-            raise QueryError(f"unknown index {name!r} (no {self.folder}/index.json)") from None
-        self.encoder = encoder or Encoder.load(model or self.info["model_path"], tokenizer, device)
-        check_model(self.info, self.encoder.fingerprint(), name)
+        self.info = IndexInfo.read(self.folder)
+        self.encoder = encoder or Encoder.load(model or self.info.model_path, tokenizer, device)
+        self.info.check_model(self.encoder.fingerprint())
         self._load_tables()
         self.index = load_index(self.folder / "vectors" / "volumes")
         self._reports_index = None
@@ -59,14 +53,14 @@ class Searcher:
                                strict=True))
         self.recons = max(Counter(r["scan"] for r in self.rows).values(), default=1)
 
-    def query_vector(self, report: str | None = None, volume: str | Path | None = None,
+    def query_vector(self, *, report: str | None = None, volume: str | Path | None = None,
                      like: str | None = None) -> np.ndarray:
         """The (dim,) query embedding of exactly one of report / volume file / indexed volume."""
         if sum(v is not None for v in (report, volume, like)) != 1:
-            raise QueryError("give exactly one of --report, --volume, --like")
+            raise QueryError("give exactly one of report, volume, like")
         if report is not None:
             if not report.strip():
-                raise QueryError("--report is empty")
+                raise QueryError("report text is empty")
             return self.encoder.encode_text([report])[0]
         if like is not None:
             return self.vectors[self._row(like)]
@@ -89,60 +83,63 @@ class Searcher:
     def _row(self, volume: str) -> int:
         row = self.row_of_volume.get(volume)
         if row is None:
-            raise QueryError(f"--like {volume!r}: not a volume of index {self.name!r}")
+            raise QueryError(f"unknown volume {volume!r} in index {self.name!r}")
         return row
 
     def _encode_file(self, path: Path) -> np.ndarray:
-        from ctsearch.data.preprocess import PreprocessCfg, preprocess
+        from ctsearch.data.config import PreprocessCfg
+        from ctsearch.data.transforms import preprocess
         from ctsearch.data.volume import VolumeError, read_volume
 
-        cfg = PreprocessCfg.from_dict(self.info["preprocess"])
+        cfg = PreprocessCfg.from_dict(self.info.preprocess)
         known = self.rows[self.row_of_volume[path.name]] if path.name in self.row_of_volume else {}
         spacing = tuple(known["spacing"]) if known.get("spacing") else None
         try:  # a CT-RATE file of the index: its metadata rescale/spacing, as when it was indexed
-            vol = read_volume(path, known.get("slope"), known.get("intercept"), None, spacing)
-            x = preprocess(vol.stored, vol.spacing, cfg, cfg.cache_dtype, vol.slope, vol.offset)
+            vol = read_volume(path, known.get("slope"), known.get("intercept"), spacing=spacing)
+            x = preprocess(vol.stored, vol.spacing, cfg, dtype=cfg.cache_dtype, slope=vol.slope,
+                           offset=vol.offset)
         except (VolumeError, ValueError, FileNotFoundError) as exc:
-            raise QueryError(f"--volume {path}: {exc}") from None
+            raise QueryError(f"volume file {path}: {exc}") from None
         # the same float16 rounding as the indexed volumes' cache, so a file finds itself
         x = torch.from_numpy(np.asarray(x, np.float32))[None, None]
         latent, _ = self.encoder.encode_volumes(x)
         return latent[0]
 
-    def query(self, report: str | None = None, volume: str | Path | None = None,
+    def query(self, *, report: str | None = None, volume: str | Path | None = None,
               like: str | None = None, k: int = 10, where: str | None = None,
               labels: tuple[str, ...] = (), split: str | None = None,
-              per_scan: bool = False, target: str = "volumes") -> list[dict]:
+              per_scan: bool = False, target: str | QueryTarget = QueryTarget.volumes,
+              ) -> list[Hit]:
         """Top-k volumes (true top-k of the filtered set), best first, with their metadata.
 
         `target="reports"` ranks the volumes by their report embeddings instead (report ->
         report search; `like` then uses the indexed volume's report).
         """
         if k < 1:
-            raise QueryError(f"--k {k}: must be at least 1")
-        if target not in ("volumes", "reports"):
-            raise QueryError(f"--target {target!r}: choose volumes or reports")
-        q = self.query_vector(report, volume, like) if target == "volumes" or like is None else (
-            self._report_vector(like))
+            raise QueryError(f"k {k}: must be at least 1")
+        target = choose(QueryTarget, target, "target")
+        if target == QueryTarget.reports and like is not None:
+            q = self._report_vector(like)  # the indexed volume's report
+        else:
+            q = self.query_vector(report=report, volume=volume, like=like)
         allow = self.filter.allowed(where, tuple(labels), split)
         skip = self.rows[self._row(like)]["id"] if like is not None else None
         if allow is not None and skip is not None:
             allow = allow[allow != skip]
         fetch = k * (self.recons if per_scan else 1) + (1 if skip is not None else 0)
-        index = self.index if target == "volumes" else self.reports_index()
+        index = self.index if target == QueryTarget.volumes else self.reports_index()
         scores, ids = index.search(q[None].astype(np.float32), fetch, allow)
         hits = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True)
                 if i >= 0 and i != skip]
         return [self._result(n + 1, s, i) for n, (s, i) in enumerate(_collapse(
             hits, self.rows, self.row_of_id, per_scan)[:k])]
 
-    def _result(self, rank: int, score: float, id_: int) -> dict:
+    def _result(self, rank: int, score: float, id_: int) -> Hit:
         row = self.rows[self.row_of_id[id_]]
-        out = {"rank": rank, "score": round(score, 6),
-               **{c: row.get(c) for c in RESULT_KEYS[3:-2]}, "volume": row["volume"]}
-        out["findings"] = [p for p in PATHOLOGIES if row.get(p) == 1]
-        out["report"] = self.report.get(row["volume"], "")
-        return {key: out[key] for key in RESULT_KEYS}
+        return Hit(rank=rank, volume=row["volume"], score=round(score, 6),
+                   **{c: row.get(c) for c in META_KEYS},
+                   findings=[p for p in PATHOLOGIES if row.get(p) == 1],
+                   report=self.report.get(row["volume"], ""))
 
 
 def _collapse(hits: list[tuple[float, int]], rows: list[dict], row_of_id: dict,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -15,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ctsearch.data.schema import PATHOLOGIES
-from ctsearch.errors import IndexMismatch
+from ctsearch.errors import UsageError
 from ctsearch.fsutil import default_home
 
 log = logging.getLogger(__name__)
@@ -31,17 +30,8 @@ CODEBOOK = "tokens/codebook.npy"
 def index_dir(name: str, home: str | Path | None = None) -> Path:
     """HOME/indexes/NAME (home: $CTSEARCH_HOME or ./ctsearch-home)."""
     if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"{name!r}: an index name is a plain folder name")
+        raise UsageError(f"index name {name!r}: a plain folder name (no '/', no leading '.')")
     return Path(home or default_home()) / "indexes" / name
-
-
-def read_index_json(folder: Path) -> dict:
-    """The index's self-description; recovers an interrupted publish first."""
-    recover(folder)
-    path = folder / "index.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{folder.name}: no such index (looked for {path})")
-    return json.loads(path.read_text())
 
 
 def embedding_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
@@ -109,13 +99,3 @@ def _fsync_dir(folder: Path) -> None:
     finally:
         os.close(fd)
 
-
-def check_model(info: dict, fingerprint: dict, name: str) -> None:
-    """Refuse an index built with another model, naming both."""
-    built = info.get("model", {})
-    if built.get("id") != fingerprint["id"]:
-        raise IndexMismatch(
-            f"index {name!r} was built with model {built.get('id')} "
-            f"({built.get('checkpoint')}), not {fingerprint['id']} ({fingerprint['checkpoint']}); "
-            f"rebuild it with `ctsearch index build --name {name} --model ...` or query with "
-            "that model")

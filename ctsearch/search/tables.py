@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ import pyarrow.parquet as pq
 
 from ctsearch.data.cases import CASE_SCHEMA
 from ctsearch.fsutil import write_json
+from ctsearch.search.info import BackendRecord, Counts, IndexInfo
 from ctsearch.search.store import (
     CODEBOOK,
     CODES,
@@ -73,8 +73,8 @@ def write_tables(folder: Path, volumes: pa.Table, reports: pa.Table, codes: pa.T
     np.save(folder / CODEBOOK, codebook)
 
 
-def concat_shards(shards: list[Path], infos: list[dict], final: Path, backend: str,
-                  options: dict) -> dict:
+def concat_shards(shards: list[Path], infos: list[IndexInfo], final: Path, *, backend: str,
+                  options: dict) -> IndexInfo:
     """Concatenate shard tables, build the vector index over all of them, publish `final`."""
     t0 = time.time()
     tables = [pa.concat_tables([pq.read_table(s / rel) for s in shards]).sort_by("volume")
@@ -84,20 +84,21 @@ def concat_shards(shards: list[Path], infos: list[dict], final: Path, backend: s
     try:
         write_tables(tmp, *tables, np.load(shards[0] / CODEBOOK))
         info = _merged_info(infos, tables[0].num_rows, final.name)
-        info["backend"] = build_vectors(tmp, None, backend, options, tables[0], tables[1])
-        info["build_seconds"] = round(time.time() - t0, 3)
+        info.backend = BackendRecord.from_dict(build_vectors(tmp, None, backend, options,
+                                                             tables[0], tables[1]))
+        info.build_seconds = round(time.time() - t0, 3)
         write_json(tmp / "stats.json", {"merged_from": [s.name for s in shards]})
-        write_json(tmp / "index.json", info)
+        info.write(tmp)
         publish(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return info
 
 
-def _merged_info(infos: list[dict], n: int, name: str) -> dict:
-    info = json.loads(json.dumps(infos[0]))
-    failed = [f for i in infos for f in i["failed"]]
-    info.update(name=name, shard=None, failed=failed, merged_shards=len(infos),
-                counts={"volumes": n, "reports": n, "failed": len(failed),
-                        "encoded": sum(i["counts"]["encoded"] for i in infos)})
+def _merged_info(infos: list[IndexInfo], n: int, name: str) -> IndexInfo:
+    info = infos[0].copy()
+    failed = [f for i in infos for f in i.failed]
+    info.name, info.shard, info.failed, info.merged_shards = name, None, failed, len(infos)
+    info.counts = Counts(volumes=n, reports=n, failed=len(failed),
+                         encoded=sum(i.counts.encoded for i in infos))
     return info

@@ -7,18 +7,23 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
+from ctsearch.errors import CTSearchError
 from ctsearch.search.store import column_matrix
+
+if TYPE_CHECKING:
+    from ctsearch.search.info import BackendRecord
 
 log = logging.getLogger(__name__)
 PAYLOAD_FIELDS = ("split", "sex", "age", "manufacturer", "scan")
 
 
 def payloads(volumes: pa.Table) -> list[dict]:
-    """Per-volume payload for backends with native filters (qdrant): metadata + labels, the
+    """Per-volume payload for backends that store payloads: metadata + labels, the
     labels under their snake_case names (`pleural_effusion`: payload keys are JSON paths)."""
     from ctsearch.data.schema import PATHOLOGIES
     from ctsearch.search.filters import snake
@@ -45,7 +50,7 @@ def _plain(options: dict) -> dict:
 
 
 def _payload_schema() -> dict[str, str]:
-    """Qdrant payload indexes on the filter fields (metadata + the 18 labels)."""
+    """Payload indexes on the filter fields (metadata + the 18 labels)."""
     from ctsearch.data.schema import PATHOLOGIES
     from ctsearch.search.filters import snake
 
@@ -54,23 +59,27 @@ def _payload_schema() -> dict[str, str]:
 
 
 def _open(spec: str, dim: int, n: int, options: dict, sub: str, tmp: Path):
-    from ctsearch.indexes import open_index
+    from ctsearch.indexes.registry import open_index, resolve
 
-    opts = dict(options)
-    if opts.get("url"):  # a server collection per build; the old one goes with the old folder
+    backend, opts = resolve(spec, options)[0], dict(options)
+    if backend.server_collections:  # one collection per build; the old one goes with its folder
         opts.setdefault("collection", f"ctsearch-{tmp.name.strip('.')}-{sub}")
-    if spec.startswith("qdrant") and sub == "volumes":
+    if sub == "volumes" and backend.payloads and "payload_indexes" in backend.params:
         opts.setdefault("payload_indexes", _payload_schema())
     return open_index(spec, dim, n_hint=n, **opts)
 
 
 def _same_backend(prev: Path, spec: str, options: dict) -> bool:
+    """The previous index was built with this backend spec and options, on local files."""
+    from ctsearch.indexes.registry import resolve
+    from ctsearch.search.info import IndexInfo
+
     try:
-        backend = json.loads((prev / "index.json").read_text())["backend"]
-    except (OSError, KeyError, ValueError):
+        built = IndexInfo.read(prev).backend
+    except CTSearchError:
         return False
-    return backend.get("spec") == spec and backend.get("options") == _plain(options) and not (
-        options.get("url"))
+    return built.spec == spec and built.options == _plain(options) and not (
+        resolve(spec, options)[0].server_collections)
 
 
 def _update(tmp: Path, prev: Path | None, sub: str, spec: str, options: dict, table: pa.Table,
@@ -98,8 +107,10 @@ def _update(tmp: Path, prev: Path | None, sub: str, spec: str, options: dict, ta
 
 
 def _add(index, ids: np.ndarray, vectors: np.ndarray, pay: list[dict] | None) -> None:
+    from ctsearch.indexes.registry import backend
+
     if len(ids):
-        if pay is not None and index.kind.startswith("qdrant"):
+        if pay is not None and backend(index.kind).payloads:
             index.add(ids, vectors, payloads=pay)
         else:
             index.add(ids, vectors)
@@ -123,15 +134,16 @@ def _diff(old: dict, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, 
     return np.asarray(stale, np.int64), fresh
 
 
-def drop_server_collections(info: dict | None) -> None:
-    """Delete a replaced index's Qdrant server collections (each build writes new ones)."""
-    backend = (info or {}).get("backend", {})
-    for sub in ("volumes", "reports"):
-        params = backend.get(sub, {}).get("params", {})
-        if backend.get(sub, {}).get("kind") == "qdrant" and params.get("url"):
-            from ctsearch.indexes.qdrant_client import connect
+def drop_server_collections(record: BackendRecord | None) -> None:
+    """Delete a replaced index's server collections (each build writes new ones)."""
+    from ctsearch.indexes.registry import backends
 
-            try:
-                connect(params["url"]).delete_collection(params["collection"])
-            except Exception as exc:  # noqa: BLE001 - the server may be gone; never fail a build
-                log.warning("could not delete old collection %s: %s", params["collection"], exc)
+    for sub in (record.volumes, record.reports) if record else ():
+        kind, params = (sub or {}).get("kind"), (sub or {}).get("params", {})
+        found = next((b for b in backends() if b.kind == kind), None)
+        if found is None or not found.server_collections:
+            continue
+        try:
+            found.loader().drop_saved(params)
+        except Exception as exc:  # noqa: BLE001 - the server may be gone; never fail a build
+            log.warning("could not delete old collection %s: %s", params.get("collection"), exc)

@@ -15,33 +15,49 @@ import numpy as np
 import pyarrow as pa
 
 from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.errors import QueryError, UsageError
 from ctsearch.fsutil import atomic_output
+from ctsearch.search.modes import Template
 
 log = logging.getLogger(__name__)
+
+
 TEMPLATES = {  # name -> (present, absent)
-    "official": ("{} is present.", "{} is not present."),  # the v2 zero-shot script
-    "v1": ("{}.", "not {}."),                               # the v1 zero-shot script
-    "there-is": ("There is {}.", "There is no {}."),        # the trainer's validation prompt
-    "observed": ("{} is observed.", "{} is not observed."),  # CT-RATE report phrasing
-    "evidence": ("Evidence of {}.", "No evidence of {}."),
-    "findings": ("Findings consistent with {}.", "No findings of {}."),
-    "positive": ("Positive for {}.", "Negative for {}."),
+    Template.official: ("{} is present.", "{} is not present."),  # the v2 zero-shot script
+    Template.v1: ("{}.", "not {}."),                               # the v1 zero-shot script
+    Template.there_is: ("There is {}.", "There is no {}."),        # the trainer's validation
+    Template.observed: ("{} is observed.", "{} is not observed."),  # CT-RATE report phrasing
+    Template.evidence: ("Evidence of {}.", "No evidence of {}."),
+    Template.findings: ("Findings consistent with {}.", "No findings of {}."),
+    Template.positive: ("Positive for {}.", "Negative for {}."),
 }
 SEVEN = tuple(TEMPLATES)  # `bench detect --templates seven` compares all of them side by side
+ENSEMBLE = Template.ensemble  # CLIP prompt ensembling: the mean of the seven pairs' embeddings
 
 
-ENSEMBLE = "ensemble"  # CLIP prompt ensembling: the mean of the seven pairs' embeddings
-
-
-def template_pair(template: str) -> tuple[str, str]:
-    """A template name, or 'PRESENT|ABSENT' with one '{}' each."""
-    if template in TEMPLATES:
-        return TEMPLATES[template]
+def check_template(template: str | Template) -> Template | str:
+    """A Template by name, or a custom 'PRESENT|ABSENT' string with one '{}' in each half."""
+    try:
+        return Template(template)
+    except ValueError:
+        pass
     parts = template.split("|")
     if len(parts) != 2 or any(p.count("{}") != 1 for p in parts):
-        raise ValueError(f"--template {template!r}: a name ({', '.join(TEMPLATES)}, "
-                         f"{ENSEMBLE}) or 'PRESENT|ABSENT' with one {{}} each")
-    return parts[0], parts[1]
+        names = ", ".join(t.value for t in Template)
+        raise UsageError(f"template {template!r}: a name ({names}) or 'PRESENT|ABSENT' with "
+                         "one {} each")
+    return template
+
+
+def template_pair(template: str | Template) -> tuple[str, str]:
+    """The (present, absent) pair of a template name or a 'PRESENT|ABSENT' string."""
+    template = check_template(template)
+    if template == ENSEMBLE:
+        raise UsageError("template 'ensemble' is a mean of the seven pairs, not one pair")
+    if template in TEMPLATES:
+        return TEMPLATES[template]
+    present, absent = template.split("|")
+    return present, absent
 
 
 def prompt_texts(findings: list[str], template: str = "official") -> list[tuple[str, str]]:
@@ -87,22 +103,21 @@ def probs_table(volumes: list[str], probs: np.ndarray, findings: list[str]) -> p
     return pa.table(cols)
 
 
-def detect(searcher, findings: list[str] | None = None, volume: str | Path | None = None,
+def detect(searcher, findings: list[str] | None = None, *, volume: str | Path | None = None,
            like: str | None = None, all_volumes: bool = False,
-           template: str = "official") -> pa.Table:
+           template: str | Template = Template.official) -> pa.Table:
     """P(present) per finding for one volume (file or indexed) or every indexed volume."""
-    from ctsearch.search.filters import QueryError
-
     findings = list(findings or PATHOLOGIES)
     if sum(bool(v) for v in (volume, like, all_volumes)) != 1:
-        raise QueryError("give exactly one of --volume, --like, --all")
+        raise QueryError("give exactly one of volume, like, all_volumes")
     if any(not f.strip() for f in findings):
-        raise QueryError("--finding is empty")
+        raise QueryError("finding text is empty")
+    template = check_template(template)
     if all_volumes:
         names, latents = [r["volume"] for r in searcher.rows], searcher.vectors
     else:
         names = [like or Path(volume).name]
         latents = searcher.query_vector(volume=volume, like=like)[None]
     prompts = cached_prompts(searcher.folder, searcher.encoder, findings, template)
-    scale = float(searcher.encoder.model.logit_scale.detach())
+    scale = searcher.encoder.logit_scale
     return probs_table(names, presence_probs(latents, prompts, scale), findings)

@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,7 +15,8 @@ import torch
 
 from ctsearch.data import read_any
 from ctsearch.data.pipeline import preprocess_cases
-from ctsearch.data.text import report_text
+from ctsearch.data.text import TextField, report_text
+from ctsearch.errors import DataError, MissingFileError
 from ctsearch.eval.retrieval import random_recall, recall_at_k
 from ctsearch.fsutil import atomic_output, preprocessed_dir, write_json
 from ctsearch.models import CTCLIP, ModelCfg, model_preset, save_checkpoint
@@ -28,17 +29,44 @@ from ctsearch.models.text import (
     train_wordpiece,
 )
 from ctsearch.train.batches import Batches, augment, split_rows
-from ctsearch.train.config import TrainCfg
+from ctsearch.train.config import ModelPreset, TrainCfg, model_preset_name
 from ctsearch.train.distributed import dist_env, train_device
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, float], None]
 
 
+@dataclass
+class Run:
+    """What one training process works with: the model, its configs, run folder and device."""
+
+    model: torch.nn.Module            # CTCLIP, or its DistributedDataParallel wrapper
+    cfg: ModelCfg
+    tc: TrainCfg
+    out: Path
+    device: torch.device
+    rank: int = 0
+    progress: Progress | None = None
+    opt: torch.optim.Optimizer | None = None
+    sched: torch.optim.lr_scheduler.LRScheduler | None = None
+
+    @property
+    def core(self) -> CTCLIP:
+        """The CTCLIP itself (unwrapped from DDP)."""
+        return getattr(self.model, "module", self.model)
+
+    @property
+    def state_path(self) -> Path:
+        """The resumable training state (`checkpoints/last.pt`)."""
+        return self.out / "checkpoints" / "last.pt"
+
+
 def text_tower(cfg: ModelCfg, text_encoder: str | None, texts: list[str], out: Path):
     """(tokenizer, pretrained weights or None): a local HF folder, MiniLM, or WordPiece scratch."""
     if text_encoder:
         folder = minilm_path() if text_encoder == "minilm" else Path(text_encoder)
+        if not folder.is_dir():
+            raise MissingFileError(f"text encoder {folder}: no such folder")
         cfg.text.source, cfg.text.path, cfg.text.tokenizer = "local", str(folder), str(folder)
         model = load_pretrained_text(cfg.text)
         limit = min(256 if text_encoder == "minilm" else 512,
@@ -53,17 +81,28 @@ def text_tower(cfg: ModelCfg, text_encoder: str | None, texts: list[str], out: P
     return tok, None
 
 
-def prepare(data: Path, cfg: ModelCfg, cache: Path, workers: int) -> tuple[list[dict], dict]:
+def prepare(data: Path, cfg: ModelCfg, *, cache: Path, workers: int
+            ) -> tuple[list[dict], dict]:
     """Case rows and preprocessed file per volume (runs what is missing from the cache)."""
     cases = read_any(data)
-    summary = preprocess_cases(cases, cache, cfg.preprocess, workers)
+    summary = preprocess_cases(cases, cache, cfg.preprocess, workers=workers)
     if summary.failed:
         log.warning("%d volumes failed preprocessing and are left out", len(summary.failed))
     index = pq.read_table(cache / "index.parquet").to_pylist()
+    if not index:
+        raise DataError(f"{data}: no usable volume ({len(summary.failed)} failed preprocessing)")
     return cases.to_pylist(), {r["volume"]: r["file"] for r in index}
 
 
-def _tokens(tok, rows: list[dict], max_length: int, field: str) -> dict:
+def _check_split(data: Path, train_rows: list[dict], val_rows: list[dict], files: dict) -> None:
+    """Training needs preprocessed volumes on both sides of the split."""
+    n_train, n_val = (sum(r["volume"] in files for r in rows) for rows in (train_rows, val_rows))
+    if not n_train or not n_val:
+        raise DataError(f"{data}: {n_train} training and {n_val} validation volumes usable; "
+                        "training needs both")
+
+
+def _tokens(tok, rows: list[dict], max_length: int, field: TextField) -> dict:
     return tokenize(tok, [report_text(r, field) for r in rows], max_length)
 
 
@@ -102,60 +141,75 @@ def _optimizer(model: CTCLIP, tc: TrainCfg, total: int):
     return opt, sched
 
 
-def _save_state(path: Path, model, opt, sched, step: int, epoch: int) -> None:
-    blob = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-            "step": step, "epoch": epoch, "rng": torch.get_rng_state()}
-    with atomic_output(path, ".pt") as tmp:
+def _save_state(run: Run, step: int, epoch: int) -> None:
+    blob = {"model": run.model.state_dict(), "opt": run.opt.state_dict(),
+            "sched": run.sched.state_dict(), "step": step, "epoch": epoch,
+            "rng": torch.get_rng_state()}
+    with atomic_output(run.state_path, ".pt") as tmp:
         torch.save(blob, str(tmp))
 
 
-def _load_state(path: Path, model, opt, sched) -> tuple[int, int]:
-    blob = torch.load(str(path), map_location="cpu", weights_only=True)
-    model.load_state_dict(blob["model"])
-    opt.load_state_dict(blob["opt"])
-    sched.load_state_dict(blob["sched"])
+def _load_state(run: Run) -> tuple[int, int]:
+    blob = torch.load(str(run.state_path), map_location="cpu", weights_only=True)
+    run.model.load_state_dict(blob["model"])
+    run.opt.load_state_dict(blob["opt"])
+    run.sched.load_state_dict(blob["sched"])
     torch.set_rng_state(blob["rng"])
-    log.info("resumed from %s at step %d", path, blob["step"])
+    log.info("resumed from %s at step %d", run.state_path, blob["step"])
     return blob["step"], blob["epoch"]
 
 
-def _step(model, batch, opt, sched, tc: TrainCfg, device) -> float:
+def _step(run: Run, batch) -> float:
     ids, mask, x = batch
-    ids, mask, x = ids.to(device), mask.to(device), augment(x, tc.augment).to(device)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    with amp:
-        core = getattr(model, "module", model)
+    device, core = run.device, run.core
+    ids, mask, x = ids.to(device), mask.to(device), augment(x, run.tc.augment).to(device)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
         loss = global_clip_loss(core.encode_text(ids, mask), core.encode_volume(x),
                                 core.logit_scale)
-    opt.zero_grad(set_to_none=True)
+    run.opt.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-    opt.step()
-    sched.step()
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.tc.grad_clip)
+    run.opt.step()
+    run.sched.step()
     return float(loss.detach())
 
 
-def train(data: str | Path, out: str | Path, preset: str = "tiny", text_encoder: str | None = None,
-          tc: TrainCfg | None = None, resume: bool = False, cache: str | Path | None = None,
-          workers: int = 2, progress: Progress | None = None) -> dict:
-    """Train CT-CLIP on `data` into the run folder `out`; returns the final metrics."""
-    out, tc = Path(out), tc or TrainCfg.for_preset(preset)
-    rank, world = dist_env()
-    device = train_device()
+def train(
+    data: str | Path,
+    out: str | Path,
+    *,
+    preset: str | ModelPreset = ModelPreset.tiny,
+    text_encoder: str | None = None,
+    tc: TrainCfg | None = None,
+    resume: bool = False,
+    cache: str | Path | None = None,
+    workers: int = 2,
+    progress: Progress | None = None,
+) -> dict:
+    """Train CT-CLIP on `data` into the run folder `out`; returns the final metrics.
+
+    Args:
+        preset: model preset, tiny | paper (also picks the default `tc`).
+        text_encoder: a local HF BERT folder, "minilm", or None (WordPiece + BERT from scratch).
+        tc: optimisation settings; `tc.seed` seeds the initial weights and the data order.
+        resume: continue from `out/checkpoints/last.pt` when it exists.
+        cache: preprocessing cache folder (default: the home's `preprocessed/`).
+    """
+    preset = model_preset_name(preset)
+    tc = replace(tc) if tc else TrainCfg.for_preset(preset)  # re-checks edited attributes
+    out, (rank, world), device = Path(out), dist_env(), train_device()
     torch.manual_seed(tc.seed)
     cfg = model_preset(preset)
-    rows, files = prepare(Path(data), cfg, Path(cache or preprocessed_dir()), workers)
+    rows, files = prepare(Path(data), cfg, cache=Path(cache or preprocessed_dir()),
+                          workers=workers)
     train_rows, val_rows = split_rows(rows, tc.valid_fraction, tc.seed)
+    _check_split(Path(data), train_rows, val_rows, files)
     texts = [report_text(r, tc.text_field) for r in train_rows]
     tok, pretrained = text_tower(cfg, text_encoder, texts, out)
     cfg.text.max_length = tc.max_length or cfg.text.max_length
-    model = _build(cfg, pretrained, device, world)
-    core = getattr(model, "module", model)
-    core.visual_transformer.vq.ema_update = tc.codebook_ema
-    core.visual_transformer.requires_grad_(not tc.freeze_vision)
-    core.text_transformer.requires_grad_(not tc.freeze_text)
-    if tc.codebook_init and not (resume and (out / "checkpoints" / "last.pt").exists()):
-        _init_codebook(getattr(model, "module", model), tr_rows_files(train_rows, files), device)
+    run = Run(_build(cfg, tc, pretrained, device, world), cfg, tc, out, device, rank, progress)
+    if tc.codebook_init and not (resume and run.state_path.exists()):
+        _init_codebook(run.core, tr_rows_files(train_rows, files), device)
 
     def tokens(rows):
         return _tokens(tok, [r for r in rows if r["volume"] in files], cfg.text.max_length,
@@ -163,7 +217,7 @@ def train(data: str | Path, out: str | Path, preset: str = "tiny", text_encoder:
 
     tr = Batches(train_rows, files, tokens(train_rows), rank, world)
     va = Batches(val_rows, files, tokens(val_rows))
-    return _loop(model, cfg, tc, tr, va, out, device, resume, progress, rank)
+    return _loop(run, tr, va, resume=resume)
 
 
 def tr_rows_files(rows: list[dict], files: dict, n: int = 64) -> list[str]:
@@ -184,47 +238,67 @@ def _init_codebook(model: CTCLIP, paths: list[str], device, batch: int = 16) -> 
     log.info("codebook initialised from %d tokens", sum(t.shape[0] for t in toks))
 
 
-def _build(cfg: ModelCfg, pretrained, device, world: int):
-    torch.manual_seed(0)
+def build_model(cfg: ModelCfg, *, seed: int, pretrained: torch.nn.Module | None = None
+                ) -> CTCLIP:
+    """A CTCLIP whose initial weights are determined by `seed` (and the pretrained text tower)."""
+    torch.manual_seed(seed)
     model = CTCLIP(cfg)
     if pretrained is not None:
         model.text_transformer.load_state_dict(pretrained.state_dict())
-    model.to(device).train()
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model)
     return model
 
 
-def _loop(model, cfg, tc: TrainCfg, tr: Batches, va: Batches, out: Path, device, resume,
-          progress, rank) -> dict:
+def _build(cfg: ModelCfg, tc: TrainCfg, pretrained, device, world: int) -> torch.nn.Module:
+    """`build_model` with the run's seed, codebook/freeze settings, on `device` (DDP if > 1)."""
+    model = build_model(cfg, seed=tc.seed, pretrained=pretrained)
+    model.visual_transformer.vq.ema_update = tc.codebook_ema
+    model.visual_transformer.requires_grad_(not tc.freeze_vision)
+    model.text_transformer.requires_grad_(not tc.freeze_text)
+    model.to(device).train()
+    return torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+
+
+def _loop(run: Run, tr: Batches, va: Batches, *, resume: bool) -> dict:
+    """Epochs from the start (or the saved state), evaluation and checkpoints on rank 0."""
+    tc = run.tc
     per_epoch = max(len(tr) // tc.batch_size // max(tr.world, 1), 1)
-    total = per_epoch * tc.epochs
-    opt, sched = _optimizer(model, tc, total)
-    state = out / "checkpoints" / "last.pt"
-    step, start_epoch = _load_state(state, model, opt, sched) if resume and state.exists() else (
-        0, 0)
-    core, metrics, t0, loss = getattr(model, "module", model), {}, time.perf_counter(), float("nan")
-    best = None
-    for epoch in range(start_epoch, tc.epochs):
-        done = step - epoch * per_epoch  # batches of this epoch finished before a resume
-        for batch in tr.epoch(epoch, tc.seed, tc.batch_size, skip=max(done, 0)):
-            loss = _step(model, batch, opt, sched, tc, device)
-            step += 1
-            if progress:
-                progress(step, total, loss)
-            if rank == 0 and step % tc.checkpoint_every == 0:
-                _save_state(state, model, opt, sched, step, epoch)
-        if rank == 0:
+    run.opt, run.sched = _optimizer(run.model, tc, per_epoch * tc.epochs)
+    step, start = _load_state(run) if resume and run.state_path.exists() else (0, 0)
+    metrics, best, t0 = {}, None, time.perf_counter()
+    for epoch in range(start, tc.epochs):
+        step, loss = _epoch(run, tr, epoch, step, per_epoch)
+        if run.rank == 0:
             metrics = {"epoch": epoch + 1, "step": step, "train_loss": loss,
-                       **evaluate(core, va, device)}
-            _append(out / "metrics.jsonl", metrics)
-            best = _keep_best(core, metrics, best, out)
-            _save_state(state, model, opt, sched, step, epoch + 1)
-    if rank == 0:
-        save_checkpoint(core, out / "model.pt", {"train": asdict(tc)})
-        metrics = {**metrics, "best": best}
-        write_json(out / "train.json", {**metrics, "seconds": time.perf_counter() - t0,
-                                        "config": cfg.to_dict(), "train_cfg": asdict(tc)})
+                       **evaluate(run.core, va, run.device)}
+            _append(run.out / "metrics.jsonl", metrics)
+            best = _keep_best(run.core, metrics, best, run.out)
+            _save_state(run, step, epoch + 1)
+    if run.rank == 0:
+        metrics = _finish(run, metrics, best, time.perf_counter() - t0)
+    return metrics
+
+
+def _epoch(run: Run, tr: Batches, epoch: int, step: int, per_epoch: int) -> tuple[int, float]:
+    """One epoch's steps (skipping those done before a resume); (step, last loss)."""
+    tc, loss = run.tc, float("nan")
+    done = step - epoch * per_epoch  # batches of this epoch finished before a resume
+    for batch in tr.epoch(epoch, tc.seed, tc.batch_size, skip=max(done, 0)):
+        loss = _step(run, batch)
+        step += 1
+        if run.progress:
+            run.progress(step, per_epoch * tc.epochs, loss)
+        if run.rank == 0 and step % tc.checkpoint_every == 0:
+            _save_state(run, step, epoch)
+    return step, loss
+
+
+def _finish(run: Run, metrics: dict, best: dict | None, seconds: float) -> dict:
+    """`model.pt` (last epoch) and `train.json`; the final metrics with the best epoch."""
+    save_checkpoint(run.core, run.out / "model.pt", {"train": run.tc.to_dict()})
+    metrics = {**metrics, "best": best}
+    write_json(run.out / "train.json", {**metrics, "seconds": seconds,
+                                        "config": run.cfg.to_dict(),
+                                        "train_cfg": run.tc.to_dict()})
     return metrics
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -12,7 +13,12 @@ from ctsearch.cli.main import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("group", [[], ["data"], ["bench"], ["preprocess"], ["demo"],
+def _flat(output: str) -> str:
+    """Typer's usage-error box as one line of words (the box wraps at the terminal width)."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
+
+
+@pytest.mark.parametrize("group", [[], ["data"], ["bench"], ["preprocess"], ["demo"], ["train"],
                                    ["data", "synth"], ["bench", "preprocess"]])
 def test_help(group):
     result = runner.invoke(app, [*group, "--help"])
@@ -40,7 +46,34 @@ def test_preprocess_command_ok_then_failure_exit_code(mini_tree, tmp_path):
 def test_unknown_preset_is_one_line(mini_tree, tmp_path):
     result = runner.invoke(app, ["preprocess", "--data", str(mini_tree["root"]), "--out",
                                  str(tmp_path / "p"), "--preset", "huge"])
-    assert result.exit_code == 2 and "unknown preprocess preset 'huge'" in result.output
+    assert result.exit_code == 2
+    assert "'huge' is not one of 'paper', 'half', 'quarter', 'tiny'" in _flat(result.output)
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("args,allowed", [
+    (["data", "cases", "--intensity", "v3"], "'v3' is not one of 'v1', 'v2', 'hu', 'auto'"),
+    (["preprocess", "--intensity", "V1"], "'V1' is not one of 'v1', 'v2', 'hu', 'auto'"),
+    (["train", "--preset", "huge"], "'huge' is not one of 'paper', 'tiny'"),
+    (["train", "--text-field", "findngs"],
+     "'findngs' is not one of 'findings', 'impressions', 'both'"),
+])
+def test_mode_typo_is_a_usage_error_naming_the_choices(mini_tree, tmp_path, args, allowed):
+    out = ["--out", str(tmp_path / "out")]
+    result = runner.invoke(app, [*args, "--data", str(mini_tree["root"]), *out])
+    assert result.exit_code == 2 and allowed in _flat(result.output), result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_cases_forced_intensity(mini_tree, tmp_path):
+    from ctsearch.data import read_cases
+
+    out = tmp_path / "cases.parquet"
+    result = runner.invoke(app, ["data", "cases", "--data", str(mini_tree["root"]), "--out",
+                                 str(out), "--intensity", "v2"])
+    assert result.exit_code == 0, result.output
+    rows = read_cases(out).to_pylist()
+    assert {(r["intensity_version"], r["intensity_source"]) for r in rows} == {("v2", "override")}
 
 
 def test_data_cases_writes_parquet(mini_tree, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 
 from ctsearch.data import open_preprocessed, preprocess_tree, preset
 from ctsearch.data import pipeline as P
+from ctsearch.errors import MissingFileError, UsageError
 
 TINY = preset("tiny")
 
@@ -37,6 +38,10 @@ def test_run_writes_cache_index_and_summary(mini_tree, tmp_path):
     assert (out / "cases.parquet").exists()
     mm = open_preprocessed(out, "train_1_a_1.nii.gz")
     assert isinstance(mm, np.memmap) and mm.shape == TINY.shape
+    with pytest.raises(UsageError, match="volume 'nope.nii.gz' is not in .*index.parquet"):
+        open_preprocessed(out, "nope.nii.gz")
+    with pytest.raises(MissingFileError, match="index.parquet: no such file"):
+        open_preprocessed(tmp_path, "train_1_a_1.nii.gz")
 
 
 def test_rerun_skips_and_config_change_reruns(mini_tree, tmp_path):

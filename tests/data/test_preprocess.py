@@ -8,8 +8,16 @@ import torch
 import torch.nn.functional as F
 from nibabel import orientations as O
 
-from ctsearch.data import PreprocessCfg, load_volume, preprocess, preset, preset_names
-from ctsearch.data.preprocess import crop_pad_scale, crop_pad_slices, resample, resampled_shape
+from ctsearch.data import (
+    PreprocessCfg,
+    PreprocessPreset,
+    load_volume,
+    preprocess,
+    preset,
+    preset_names,
+)
+from ctsearch.data.transforms import crop_pad_scale, crop_pad_slices, resample, resampled_shape
+from ctsearch.errors import DataError, UsageError
 
 from conftest import lps_affine, write_nifti
 
@@ -134,7 +142,23 @@ def test_config_roundtrip_presets_and_digest():
     d = PAPER.to_dict()
     assert PreprocessCfg.from_dict(d) == PAPER and d["shape"] == [240, 480, 480]
     assert preset("tiny").digest() != PAPER.digest()
-    with pytest.raises(ValueError, match="unknown preprocess preset 'nope'"):
+    with pytest.raises(UsageError, match="preprocess preset 'nope': choose one of paper, half, "
+                                         "quarter, tiny"):
         preset("nope")
+    assert [p.value for p in PreprocessPreset] == ["paper", "half", "quarter", "tiny"]
+    assert sorted(PreprocessPreset) == preset_names()
+    assert preset(PreprocessPreset.tiny) == preset("tiny")
     with pytest.raises(ValueError, match="unknown PreprocessCfg keys"):
         PreprocessCfg.from_dict({**d, "bogus": 1})
+
+
+def test_bad_arguments_are_usage_errors():
+    cfg = preset("tiny")
+    hu = np.zeros((10, 12, 14), np.float32)
+    assert preprocess(hu, (8, 4, 4), cfg, dtype="float16").dtype == np.float16
+    with pytest.raises(UsageError, match="output dtype 'int8': choose a float type"):
+        preprocess(hu, (8, 4, 4), cfg, dtype="int8")
+    with pytest.raises(DataError, match="3D"):
+        preprocess(hu[0], (8, 4, 4), cfg)
+    with pytest.raises(TypeError):  # dtype, slope and offset are keyword-only
+        preprocess(hu, (8, 4, 4), cfg, "float16")

@@ -64,6 +64,13 @@ def test_missing_key_column_names_file(mini_tree):
         read_keyed_csv(path)
 
 
+def test_unreadable_csv_names_file(mini_tree):
+    path = mini_tree["root"] / "dataset/metadata/train_metadata.csv"
+    path.write_bytes(b"\xff\xfe\x00junk" * 20)
+    with pytest.raises(CTRateError, match="train_metadata.csv: unreadable CSV"):
+        read_ctrate(mini_tree["root"])
+
+
 def test_missing_label_column_warns_and_nulls(mini_tree, caplog):
     path = mini_tree["root"] / "dataset/multi_abnormality_labels/train_predicted_labels.csv"
     path.write_text(path.read_text().replace("Emphysema", "Emph", 1))

@@ -10,6 +10,7 @@ import pytest
 from nibabel import orientations as O
 
 from ctsearch.data import VolumeError, load_volume, read_volume
+from ctsearch.errors import MissingFileError
 
 from conftest import chest_hu, lps_affine, write_nifti
 
@@ -119,7 +120,7 @@ def test_bad_inputs_give_one_clear_line(tmp_path):
 
 
 def test_missing_file_names_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.nii.gz"):
+    with pytest.raises(MissingFileError, match="nope.nii.gz: no such file"):
         load_volume(tmp_path / "nope.nii.gz")
 
 

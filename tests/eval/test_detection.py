@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from ctsearch.errors import DataError, UsageError
 from ctsearch.search.zeroshot import SEVEN
 
 
@@ -53,3 +55,45 @@ def test_bench_detect_external(world):
     r = run_detect_bench("base", world["home"], split=None, threshold_split=None, draws=3,
                          external=True)
     assert len(r["per_finding"]) == 16 and r["external_mapping"]
+
+
+def test_confusion_f1_and_fraction():
+    from ctsearch.eval.detection import confusion, f1_score, fraction
+
+    pred, y = np.array([True, True, False, False, True]), np.array([1, 0, 1, 0, 1])
+    assert confusion(pred, y) == (2.0, 1.0, 1.0, 1.0)
+    assert f1_score(2, 1, 1) == pytest.approx(4 / 6)
+    assert f1_score(0, 0, 0) == 0.0 and f1_score(0, 0, 0, empty=1.0) == 1.0
+    assert fraction(1, 4) == 0.25 and fraction(3, 0) == 0.0
+
+
+def test_detect_bench_rejects_a_mode_or_split_typo_before_reading_the_index(tmp_path):
+    from ctsearch.bench.detect import run_detect_bench
+
+    with pytest.raises(UsageError, match="metric mode 'paper'"):
+        run_detect_bench("none", tmp_path, mode="paper")
+    with pytest.raises(UsageError, match="split 'test'"):
+        run_detect_bench("none", tmp_path, threshold_split="test")
+
+
+def test_detect_bench_split_rows():
+    from ctsearch.bench.detect import _split
+
+    rows = [{"split": "train"}, {"split": "valid"}, {"split": "train"}]
+    assert _split(rows, "train").tolist() == [0, 2] and _split(rows, None).tolist() == [0, 1, 2]
+    with pytest.raises(DataError, match="no volumes in split 'valid'"):
+        _split(rows[:1], "valid")
+
+
+@pytest.mark.parametrize("option,value,allowed", [
+    ("--mode", "offical", ("corrected", "official")),
+    ("--split", "vald", ("train", "valid", "all")),
+    ("--threshold-split", "test", ("train", "valid", "all")),
+])
+def test_bench_detect_cli_names_the_allowed_values(tmp_path, option, value, allowed):
+    from ctsearch.cli.main import app
+
+    res = CliRunner().invoke(app, ["bench", "detect", "--index", "x", "--home", str(tmp_path),
+                                   option, value])
+    assert res.exit_code == 2 and f"'{value}' is not one of" in res.output
+    assert all(f"'{name}'" in res.output for name in allowed)

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from ctsearch.errors import UsageError
+from ctsearch.eval.modes import EvalSplit, MetricMode, metric_mode, split_filter
 from ctsearch.eval.retrieval import (
     bootstrap_ci,
+    chance_recall,
     label_iou,
     map_corrected,
     map_official,
@@ -74,15 +77,37 @@ def test_bench_retrieval_on_an_index(world):
     assert json.loads(official.stdout)["mode"] == "official"
 
 
+def test_metric_mode_and_split_choices():
+    assert metric_mode("official") is MetricMode.official and MetricMode.corrected == "corrected"
+    with pytest.raises(UsageError, match="mode 'offical': choose one of corrected, official"):
+        metric_mode("offical")
+    assert split_filter("valid") == "valid" and split_filter(EvalSplit.train) == "train"
+    assert split_filter("all") is None and split_filter(None) is None
+    with pytest.raises(UsageError, match="split 'vald': choose one of train, valid, all"):
+        split_filter("vald")
 
 
+def test_chance_recall():
+    assert chance_recall(5, 20) == 0.25 and chance_recall(50, 20) == 1.0
 
 
+def test_retrieval_bench_rejects_a_mode_typo_before_reading_the_index(tmp_path):
+    from ctsearch.bench.retrieval import run_retrieval_bench
+
+    with pytest.raises(UsageError, match="metric mode 'offical'"):
+        run_retrieval_bench("none", tmp_path, mode="offical")
+    with pytest.raises(UsageError, match="split 'everything'"):
+        run_retrieval_bench("none", tmp_path, split="everything")
 
 
+@pytest.mark.parametrize("option,value,allowed", [
+    ("--mode", "offical", ("corrected", "official")),
+    ("--split", "vald", ("train", "valid", "all")),
+])
+def test_bench_retrieval_cli_names_the_allowed_values(tmp_path, option, value, allowed):
+    from ctsearch.cli.main import app
 
-
-
-
-
-
+    res = CliRunner().invoke(app, ["bench", "retrieval", "--index", "x", "--home", str(tmp_path),
+                                   option, value])
+    assert res.exit_code == 2 and f"'{value}' is not one of" in res.output
+    assert all(f"'{name}'" in res.output for name in allowed)

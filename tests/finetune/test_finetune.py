@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 def test_classfine_head_learns_a_separable_label_and_loads_as_lipro(world, tmp_path):
     import torch
 
+    from ctsearch.errors import IndexMismatch
     from ctsearch.eval.detection import auroc
     from ctsearch.finetune.classfine import head_probs, load_head, to_lipro, train_head
     from ctsearch.models import load_checkpoint, to_official
@@ -26,8 +27,8 @@ def test_classfine_head_learns_a_separable_label_and_loads_as_lipro(world, tmp_p
         "finetune", "classfine", "--index", "base", "--home", str(world["home"]), "--out",
         str(tmp_path), "--split", "train", "--epochs", "20"])
     assert res.exit_code == 0, res.output
-    saved = load_head(tmp_path / "classfine.pt", world["info"]["model"]["id"])
-    with pytest.raises(ValueError, match="head trained on model"):
+    saved = load_head(tmp_path / "classfine.pt", world["info"].model.id)
+    with pytest.raises(IndexMismatch, match="head trained on model"):
         load_head(tmp_path / "classfine.pt", "another")
     model = load_checkpoint(world["ckpt"])
     lipro = to_lipro(saved, to_official(model.state_dict(), model.cfg))
@@ -65,6 +66,7 @@ def test_vocabfine_end_to_end_trains_the_image_encoder_too(world, tmp_path):
     import torch
 
     from ctsearch.cli.main import app
+    from ctsearch.errors import MissingFileError
     from ctsearch.finetune.vocabfine import train_vocabfine
     from ctsearch.models import load_checkpoint
     from ctsearch.search import Searcher
@@ -81,5 +83,26 @@ def test_vocabfine_end_to_end_trains_the_image_encoder_too(world, tmp_path):
         "extras"]["vocabfine"]["end_to_end"] is True
     s = Searcher("base", world["home"])
     s.rows[next(i for i, r in enumerate(s.rows) if r["split"] == "train")]["key"] = "ff" * 12
-    with pytest.raises(ValueError, match="1 preprocessed volumes of index 'base' are missing"):
+    with pytest.raises(MissingFileError, match="1 preprocessed volumes of index 'base' are "
+                       "missing"):
         train_vocabfine(s, tmp_path / "x", end_to_end=True)
+
+
+def test_finetune_argument_errors(world, tmp_path):
+    from ctsearch.cli.main import app
+    from ctsearch.errors import UsageError
+    from ctsearch.finetune.classfine import finetune_classfine
+    from ctsearch.finetune.vocabfine import train_vocabfine
+    from ctsearch.search import Searcher
+
+    s = Searcher("base", world["home"])
+    with pytest.raises(UsageError, match="^loss 'l1': choose one of ce, mse$"):
+        train_vocabfine(s, tmp_path, loss="l1")
+    with pytest.raises(UsageError, match="index 'base' has no 'test' volumes"):
+        train_vocabfine(s, tmp_path, split="test")
+    with pytest.raises(UsageError, match="index 'base' has no 'test' volumes"):
+        finetune_classfine("base", tmp_path, home=world["home"], split="test")
+    res = CliRunner().invoke(app, ["finetune", "vocabfine", "--index", "base", "--home",
+                                   str(world["home"]), "--out", str(tmp_path), "--loss", "l1"])
+    assert res.exit_code == 2 and "'l1' is not one of" in " ".join(res.output.split())
+    assert not list(tmp_path.iterdir())

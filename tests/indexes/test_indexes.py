@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
+from ctsearch.errors import BackendError, MissingDependency, MissingFileError, UsageError
 from ctsearch.indexes import ExactIndex, load_index, open_index
-from ctsearch.indexes.base import parse_spec
+from ctsearch.indexes.registry import parse_spec
 
 DIM, N, Q, K = 64, 2000, 20, 10
 
@@ -169,10 +170,43 @@ def test_exact_closed_form():
     np.testing.assert_allclose(scores, [[0.96, 0.8], [1.0, 0.8]], atol=1e-6)
     scores, ids = index.search(np.array([[0.8, 0.6]], np.float32), 3, allow=np.array([20, 99]))
     assert ids.tolist() == [[20, -1, -1]] and scores[0, 0] == pytest.approx(0.6)
-    with pytest.raises(ValueError, match="width 3"):
+    with pytest.raises(UsageError, match="width 3"):
         index.add([1], np.ones((1, 3), np.float32))
-    with pytest.raises(ValueError, match=">= 0"):
+    with pytest.raises(UsageError, match=">= 0"):
         index.add([-1], np.ones((1, 2), np.float32))
+
+
+@pytest.mark.parametrize("spec", ["exact", "faiss:flat"])
+def test_saving_over_a_mapped_index_replaces_its_files(tmp_path, spec):
+    """Each file is written under a temporary name and renamed over the old one (a new inode):
+    a reader mapping the old file keeps valid data (truncating it in place would SIGBUS)."""
+    if spec.startswith("faiss"):
+        pytest.importorskip("faiss")
+    folder = tmp_path / "i"
+    index = open_index(spec, DIM)
+    index.add(IDS[:100], VECTORS[:100])
+    index.save(folder)
+    names = sorted(p.name for p in folder.iterdir())
+    inodes = {name: (folder / name).stat().st_ino for name in names}
+    mapped = np.load(folder / "vectors.npy", mmap_mode="r")
+    reader = load_index(folder, mmap=True)
+    before = reader.search(QUERIES, K)
+    index.remove(IDS[:90])
+    index.save(folder)  # smaller files
+    assert sorted(p.name for p in folder.iterdir()) == names  # no temporary files left
+    assert all((folder / name).stat().st_ino != inodes[name] for name in names)
+    np.testing.assert_array_equal(mapped, VECTORS[:100])
+    after = reader.search(QUERIES, K)
+    assert (after[1] == before[1]).all() and len(load_index(folder)) == 10
+
+
+def test_faiss_constructor_checks_the_variant():
+    pytest.importorskip("faiss")
+    from ctsearch.indexes import FaissIndex  # a registered class, imported on first use
+
+    with pytest.raises(BackendError, match="faiss:lsh: choose hnsw, ivf or flat"):
+        FaissIndex(DIM, "lsh")
+    assert FaissIndex(DIM, n_hint=2_000_000).variant == "ivf"
 
 
 def test_empty_index_and_empty_allow_list(tmp_path):
@@ -246,7 +280,7 @@ def test_faiss_spec_params_and_auto_rule():
 @pytest.mark.parametrize("spec,msg", [
     ("annoy", "unknown index spec 'annoy'.*valid: exact, faiss"),
     ("exact:gpu", "unknown index spec"),
-    ("faiss:lsh", "choose hnsw, ivf or flat"),
+    ("faiss:lsh", "unknown index spec 'faiss:lsh'.*faiss:hnsw, faiss:ivf, faiss:flat"),
     ("faiss:hnsw?foo=1", "unknown parameter.*foo"),
     ("faiss:hnsw?M=abc", "M='abc' is not an integer"),
     ("faiss:ivf?nprobe=0", "nprobe=0 is out of range"),
@@ -256,7 +290,7 @@ def test_faiss_spec_params_and_auto_rule():
 def test_spec_errors(spec, msg):
     pytest.importorskip("faiss")
     pytest.importorskip("qdrant_edge")
-    with pytest.raises(ValueError, match=msg):
+    with pytest.raises(BackendError, match=msg):
         open_index(spec, DIM)
 
 
@@ -266,10 +300,10 @@ def test_spec_errors(spec, msg):
     ("qdrant:http://localhost:6333", "qdrant_client", "ctsearch\\[qdrant\\]")])
 def test_missing_package_names_the_extra(monkeypatch, spec, module, extra):
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
-    with pytest.raises(ImportError, match=extra):
+    with pytest.raises(MissingDependency, match=extra):
         open_index(spec, DIM)
 
 
 def test_load_index_needs_backend_json(tmp_path):
-    with pytest.raises(FileNotFoundError, match="backend.json"):
+    with pytest.raises(MissingFileError, match="backend.json"):
         load_index(tmp_path)

@@ -9,7 +9,33 @@ from typer.testing import CliRunner
 
 from ctsearch.cli.main import app
 from ctsearch.data.schema import PATHOLOGIES
-from ctsearch.labels.rules import explain, label_report
+from ctsearch.errors import DataError, FieldError, MissingFileError
+from ctsearch.labels.rules import explain, label_csv, label_matrix, label_report
+
+REPORT_HEADER = ["VolumeName", "ClinicalInformation_EN", "Technique_EN", "Findings_EN",
+                 "Impressions_EN"]
+
+
+def _csv(path, header, rows):
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def _labelled(tmp_path, flag="1"):
+    """Reports of scans a, b (two reconstructions), c; labels: Emphysema for a, b, c; none for d."""
+    reports = _csv(tmp_path / "r.csv", REPORT_HEADER, [
+        ["s_1_a_1.nii.gz", "", "", "Emphysema in both lungs.", "Not given."],
+        ["s_2_b_1.nii.gz", "", "", "No emphysema.", ""],
+        ["s_2_b_2.nii.gz", "", "", "No emphysema.", ""],
+        ["s_3_c_1.nii.gz", "", "", "Bullous changes.", ""],
+        ["s_4_d_1.nii.gz", "", "", "Emphysema.", ""]])
+    j = PATHOLOGIES.index("Emphysema")
+    rows = [[name, *(flag if i == j else "0" for i in range(len(PATHOLOGIES)))]
+            for name in ("s_1_a_1.nii.gz", "s_2_b_1.nii.gz", "s_2_b_2.nii.gz", "s_3_c_1.nii.gz")]
+    return reports, _csv(tmp_path / "l.csv", ["VolumeName", *PATHOLOGIES], rows)
 
 
 @pytest.mark.parametrize("text,finding,label", [
@@ -82,8 +108,93 @@ def test_learned_labeler_trains_saves_and_labels(tmp_path):
     BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
                          num_attention_heads=2, intermediate_size=64,
                          max_position_embeddings=64)).save_pretrained(folder)
-    out = train_labeler(texts, y, tmp_path / "labeler", str(folder), epochs=30, lr=3e-3,
-                        batch=8, max_length=16)
-    pred = ModelLabeler(out).label(["pleural effusion on the left.", "lungs are clear."])
+    out = train_labeler(texts, y, tmp_path / "labeler", text_encoder=str(folder), epochs=30,
+                        lr=3e-3, batch=8, max_length=16)
+    labeler = ModelLabeler(out)
+    pred = labeler.label(["pleural effusion on the left.", "lungs are clear."])
     j = PATHOLOGIES.index("Pleural effusion")
     assert pred[:, j].tolist() == [1, 0] and pred.sum() == 1
+    one = labeler.label_report("pleural effusion on the left.")
+    assert list(one) == list(PATHOLOGIES) and one == {**dict.fromkeys(PATHOLOGIES, 0),
+                                                      "Pleural effusion": 1}
+
+
+def test_label_matrix_follows_the_findings_order():
+    m = label_matrix(["Emphysema.", "No emphysema."])
+    j = PATHOLOGIES.index("Emphysema")
+    assert len(m[0]) == 18 and m[0][j] == 1 and sum(m[0]) == 1 and sum(m[1]) == 0
+
+
+def test_label_csv_errors(tmp_path):
+    bad = _csv(tmp_path / "bad.csv", ["VolumeName", "Findings_EN"], [["a", "x"]])
+    with pytest.raises(DataError, match=r"missing column\(s\) \['Impressions_EN'\]"):
+        label_csv(bad, tmp_path / "out.csv")
+    with pytest.raises(MissingFileError, match="does not exist"):
+        label_csv(tmp_path / "none.csv", tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_labelled_reports_one_row_per_scan(tmp_path):
+    from ctsearch.labels.dataset import held_out, labelled_reports
+
+    parts = labelled_reports(*_labelled(tmp_path))
+    rows = parts["dev"] + parts["held_out"]
+    assert len(rows) == 3 and len(parts["held_out"]) == sum(
+        held_out(scan) for scan in ("s_1_a", "s_2_b", "s_3_c"))
+    j = PATHOLOGIES.index("Emphysema")
+    assert sorted((t, y[j]) for t, y in rows) == [("Bullous changes.", 1),
+                                                  ("Emphysema in both lungs.", 1),
+                                                  ("No emphysema.", 1)]
+
+
+def test_labelled_reports_bad_label_value(tmp_path):
+    from ctsearch.labels.dataset import labelled_reports
+
+    with pytest.raises(FieldError, match="s_1_a_1.nii.gz: labels must be 0 or 1"):
+        labelled_reports(*_labelled(tmp_path, flag="yes"))
+
+
+def test_labels_bench_scores_the_rules(tmp_path):
+    from ctsearch.bench.labels import run_labels_bench
+
+    r = run_labels_bench(*_labelled(tmp_path), out=tmp_path / "out")
+    assert (tmp_path / "out" / "labels-r.json").exists()
+    # scan a is held out (sha1), b and c are dev; truth: Emphysema for all three. Rules: b is
+    # negated ("No emphysema.") -> a miss; c ("Bullous changes.") and a are hits.
+    assert (r["dev"]["n_scans"], r["held_out"]["n_scans"]) == (2, 1)
+    assert r["dev"]["per_finding"]["Emphysema"] == {"precision": 1.0, "recall": 0.5,
+                                                    "f1": pytest.approx(2 / 3), "positives": 2}
+    assert r["held_out"]["per_finding"]["Emphysema"]["f1"] == 1.0
+    assert r["dev"]["per_finding"]["Cardiomegaly"]["f1"] == 1.0  # nothing to find: agreement
+    assert r["dev"]["macro_f1"] == pytest.approx((2 / 3 + 17) / 18)
+
+
+def test_label_scores_closed_form():
+    import numpy as np
+
+    from ctsearch.eval.labels import label_scores
+
+    y = np.zeros((4, 18), bool)
+    pred = np.zeros((4, 18), bool)
+    y[:3, 0], pred[[0, 3], 0] = True, True  # tp 1, fp 1, fn 2
+    s = label_scores(pred, y)
+    first = s["per_finding"][PATHOLOGIES[0]]
+    assert first == {"precision": 0.5, "recall": 1 / 3, "f1": 0.4, "positives": 3}
+    assert s["per_finding"][PATHOLOGIES[1]]["f1"] == 1.0
+    assert s["macro_f1"] == pytest.approx((0.4 + 17) / 18)
+
+
+def test_train_labeler_on_needs_labelled_reports(tmp_path):
+    from ctsearch.labels.learned import train_labeler_on
+
+    reports, _ = _labelled(tmp_path)
+    empty = _csv(tmp_path / "empty.csv", ["VolumeName", *PATHOLOGIES], [])
+    with pytest.raises(DataError, match="no labelled development reports"):
+        train_labeler_on(reports, empty, tmp_path / "model")
+
+
+def test_model_labeler_needs_a_trained_folder(tmp_path):
+    from ctsearch.labels.learned import ModelLabeler
+
+    with pytest.raises(MissingFileError, match="not a trained labeler folder"):
+        ModelLabeler(tmp_path)

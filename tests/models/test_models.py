@@ -13,10 +13,11 @@ from ctsearch.models import (
     load_checkpoint,
     model_preset,
     official_config,
-    save_checkpoint,
     to_official,
 )
 from ctsearch.models.convert import POSITION_IDS, VT
+
+from conftest import checkpoint_files, tiny_official_model
 
 TOL = 1e-5
 
@@ -85,34 +86,17 @@ def test_paper_config_has_official_key_set():
 
 
 def _tiny_model() -> CTCLIP:
-    cfg = official_config(ctvit=dict(dim=16, codebook_size=8, image_size=40, patch_size=20,
-                                     temporal_patch_size=10, spatial_depth=1, temporal_depth=1,
-                                     dim_head=8, heads=2),
-                          ctclip=dict(dim_latent=8),
-                          bert=dict(vocab_size=50, hidden_size=64, num_hidden_layers=1,
-                                    num_attention_heads=1, intermediate_size=32,
-                                    max_position_embeddings=16))
-    cfg.vision.depth_size = 20
-    torch.manual_seed(0)
-    return CTCLIP(cfg).eval()
+    return tiny_official_model()
 
 
 def test_checkpoint_kinds_roundtrip(tmp_path):
     model = _tiny_model()
     x = torch.rand(1, 1, 20, 40, 40) * 2 - 1
     ref = model.encode_volume(x)
-    official = to_official(model.state_dict(), model.cfg, position_ids=True)
-    files = {"official.pt": official,
-             "classfine.pt": {**{f"trained_model.{k}": v for k, v in official.items()},
-                              "classifier.weight": torch.randn(18, 8),
-                              "classifier.bias": torch.zeros(18)},
-             "module.pt": {f"module.{k}": v for k, v in official.items()}}
-    for name, sd in files.items():
-        torch.save(sd, tmp_path / name)
-        loaded = load_checkpoint(tmp_path / name)  # config inferred from the shapes
-        assert torch.allclose(loaded.encode_volume(x), ref, atol=1e-6), name
+    for path in checkpoint_files(model, tmp_path)[:-1]:
+        loaded = load_checkpoint(path)  # config inferred from the shapes
+        assert torch.allclose(loaded.encode_volume(x), ref, atol=1e-6), path.name
     assert load_checkpoint(tmp_path / "classfine.pt").classifier.weight.shape == (18, 8)
-    save_checkpoint(model, tmp_path / "own.pt")
     own = load_checkpoint(tmp_path / "own.pt")
     assert own.cfg.to_dict() == model.cfg.to_dict()
     assert torch.equal(own.encode_volume(x), ref)

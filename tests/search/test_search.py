@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -9,8 +10,23 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from ctsearch.search import Encoder, IndexMismatch, QueryError, Searcher, build_index
+from ctsearch.errors import UsageError
+from ctsearch.search import (
+    Encoder,
+    IndexInfo,
+    IndexMismatch,
+    IndexNotFound,
+    QueryError,
+    QueryTarget,
+    Searcher,
+    build_index,
+)
+from ctsearch.search.info import Counts
 from ctsearch.search.store import CODES, REPORTS, VOLUMES, column_matrix
+
+_V0_KEYS = ["name", "ctsearch_version", "created", "data", "model_path", "model", "preprocess",
+            "dim", "metric", "text_field", "token_grid", "codebook_size", "backend", "shard",
+            "counts", "failed"]  # index.json before `schema`, in its order
 
 
 def _searcher(world, name="base", **kw) -> Searcher:
@@ -22,9 +38,11 @@ def test_folder_layout_and_index_json(world):
     for rel in ("index.json", "stats.json", VOLUMES, REPORTS, CODES, "tokens/codebook.npy",
                 "vectors/volumes/backend.json", "vectors/reports/backend.json"):
         assert (folder / rel).exists(), rel
-    assert info["counts"] == {"volumes": 10, "reports": 10, "encoded": 10, "failed": 0}
-    assert info["dim"] == 128 and info["metric"] == "cosine" and info["model"]["sha256"]
-    assert {"data", "model_path", "preprocess", "backend", "ctsearch_version"} <= set(info)
+    assert info.counts == Counts(volumes=10, reports=10, encoded=10, failed=0)
+    assert info.dim == 128 and info.metric == "cosine" and info.model.sha256
+    written = json.loads((folder / "index.json").read_text())
+    assert list(written) == ["schema", *_V0_KEYS, "build_seconds"] and written["schema"] == 1
+    assert written == info.to_dict() and IndexInfo.read(folder) == info
 
 
 def test_embeddings_match_the_model_and_codes_restore_tokens(world):
@@ -51,18 +69,18 @@ def test_report_query_is_the_exact_top_k(world):
     hits = s.query(report="pleural effusion in the right hemithorax", k=5)
     q = s.encoder.encode_text(["pleural effusion in the right hemithorax"])[0]
     order = np.argsort(-(s.vectors @ q), kind="stable")[:5]
-    assert [h["volume"] for h in hits] == [s.rows[i]["volume"] for i in order]
-    assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
-    np.testing.assert_allclose([h["score"] for h in hits], (s.vectors @ q)[order], atol=1e-5)
+    assert [h.volume for h in hits] == [s.rows[i]["volume"] for i in order]
+    assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose([h.score for h in hits], (s.vectors @ q)[order], atol=1e-5)
 
 
 def test_like_excludes_itself_and_ranks_the_rest(world):
     s = _searcher(world)
     name = s.rows[0]["volume"]
     hits = s.query(like=name, k=3)
-    assert name not in [h["volume"] for h in hits] and len(hits) == 3
+    assert name not in [h.volume for h in hits] and len(hits) == 3
     scores = s.vectors[1:] @ s.vectors[0]
-    assert hits[0]["score"] == pytest.approx(float(scores.max()), abs=1e-5)
+    assert hits[0].score == pytest.approx(float(scores.max()), abs=1e-5)
 
 
 @pytest.mark.parametrize("where,labels,split", [
@@ -74,7 +92,7 @@ def test_filters_equal_brute_force(world, where, labels, split):
     keep = [i for i, r in enumerate(s.rows) if _passes(r, where, labels, split)]
     q = s.encoder.encode_text(["normal chest"])[0]
     expect = sorted(keep, key=lambda i: -float(s.vectors[i] @ q))[:10]
-    assert [h["volume"] for h in hits] == [s.rows[i]["volume"] for i in expect]
+    assert [h.volume for h in hits] == [s.rows[i]["volume"] for i in expect]
 
 
 def _passes(r: dict, where, labels, split) -> bool:
@@ -89,27 +107,37 @@ def _passes(r: dict, where, labels, split) -> bool:
 def test_per_scan_keeps_best_reconstruction(world):
     s = _searcher(world)
     hits = s.query(report="consolidation", k=10, per_scan=True)
-    scans = [h["scan"] for h in hits]
+    scans = [h.scan for h in hits]
     assert len(scans) == len(set(scans)) == len({r["scan"] for r in s.rows})
 
 
 @pytest.mark.parametrize("kw,msg", [
-    ({"report": "  "}, "empty"), ({"like": "nope.nii.gz"}, "nope.nii.gz"),
+    ({"report": "  "}, "^report text is empty$"),
+    ({"like": "nope.nii.gz"}, "^unknown volume 'nope.nii.gz' in index 'base'$"),
+    ({"report": "x", "k": 0}, "^k 0: must be at least 1$"),
     ({"report": "x", "where": "agex > 3"}, "unknown column 'agex'"),
     ({"report": "x", "where": "age >"}, "does not parse"),
     ({"report": "x", "labels": ("broken leg",)}, "unknown finding"),
-    ({"report": "x", "like": "a"}, "exactly one")])
+    ({"report": "x", "like": "a"}, "^give exactly one of report, volume, like$")])
 def test_query_errors(world, kw, msg):
     with pytest.raises(QueryError, match=msg):
         _searcher(world).query(**kw)
 
 
 def test_unknown_index_and_model_mismatch(world):
-    with pytest.raises(QueryError, match="unknown index 'nope'"):
+    with pytest.raises(IndexNotFound, match="unknown index 'nope'"):
         _searcher(world, "nope")
-    with pytest.raises(IndexMismatch, match="built with model") as err:
+    with pytest.raises(IndexMismatch, match="index 'base' was built with model") as err:
         _searcher(world, model=world["other"])
-    assert str(world["other"].name) in str(err.value)
+    assert str(world["other"].name) in str(err.value) and "--" not in str(err.value)
+
+
+def test_query_target_is_a_mode(world):
+    s = _searcher(world)
+    by_enum = s.query(report="effusion", k=3, target=QueryTarget.reports)
+    assert by_enum == s.query(report="effusion", k=3, target="reports")
+    with pytest.raises(UsageError, match="target 'voxels': choose one of volumes, reports"):
+        s.query(report="effusion", target="voxels")
 
 
 def test_incremental_add_remove_and_model_change(world, tmp_path):
@@ -122,12 +150,12 @@ def test_incremental_add_remove_and_model_change(world, tmp_path):
         shutil.move(f, held / f.name)
     home = tmp_path / "home"
     first = build_index(data, world["ckpt"], "inc", home=home, workers=1)
-    assert first["counts"]["volumes"] == 7
+    assert first.counts.volumes == 7
     for f in files[:3]:
         shutil.move(held / f.name, f)
     files[-1].unlink()
     grown = build_index(data, world["ckpt"], "inc", home=home, workers=1)
-    assert grown["counts"]["volumes"] == 9 and grown["counts"]["encoded"] == 3
+    assert grown.counts.volumes == 9 and grown.counts.encoded == 3
     s = Searcher("inc", home)
     assert files[-1].name not in s.row_of_volume and len(s.index) == 9
     base = Searcher("base", world["home"])
@@ -135,7 +163,7 @@ def test_incremental_add_remove_and_model_change(world, tmp_path):
         np.testing.assert_allclose(s.vectors[row], base.vectors[base.row_of_volume[name]],
                                    atol=1e-6)
     changed = build_index(data, world["other"], "inc", home=home, workers=1)
-    assert changed["counts"]["encoded"] == 9
+    assert changed.counts.encoded == 9
 
 
 def test_shards_merge_to_the_full_index(world, tmp_path):
@@ -146,11 +174,11 @@ def test_shards_merge_to_the_full_index(world, tmp_path):
     for i in range(2):
         part = build_index(world["data"], world["ckpt"], "sh", home=home, shard=f"{i}/2",
                            workers=1)
-        assert part["shard"] == [i, 2] and part["counts"]["volumes"] == 5
-    with pytest.raises(QueryError, match="unknown index 'sh'"):
+        assert part.shard == (i, 2) and part.counts.volumes == 5
+    with pytest.raises(IndexNotFound, match="unknown index 'sh'"):
         Searcher("sh", home)
     merged = merge_shards("sh", home)
-    assert merged["counts"]["volumes"] == 10
+    assert merged.counts.volumes == 10
     a, b = Searcher("sh", home), _searcher(world)
     np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-6)
 
@@ -196,7 +224,7 @@ def test_a_killed_encode_resumes_from_finished_batches(world, tmp_path, monkeypa
     monkeypatch.setattr(parts, "encode_batch", real)
     info = build_index(world["data"], world["ckpt"], "resume", home=home, batch_size=2,
                        workers=1)
-    assert info["counts"]["encoded"] == 6 and info["counts"]["volumes"] == 10
+    assert info.counts.encoded == 6 and info.counts.volumes == 10
 
 
 def test_bad_volume_is_reported_and_the_rest_indexed(world, tmp_path):
@@ -205,8 +233,8 @@ def test_bad_volume_is_reported_and_the_rest_indexed(world, tmp_path):
     bad = sorted(data.rglob("*.nii.gz"))[0]
     bad.write_bytes(b"not a nifti")
     info = build_index(data, world["ckpt"], "bad", home=tmp_path / "home", workers=1)
-    assert info["counts"]["volumes"] == 9 and info["counts"]["failed"] == 1
-    assert bad.name in info["failed"][0]["volume"] or str(bad) in info["failed"][0]["error"]
+    assert info.counts.volumes == 9 and info.counts.failed == 1
+    assert bad.name in info.failed[0]["volume"] or str(bad) in info.failed[0]["error"]
 
 
 @pytest.mark.parametrize("backend", ["faiss:hnsw", "faiss:ivf", "qdrant-edge"])
@@ -215,7 +243,7 @@ def test_backends_answer_like_exact_and_update_incrementally(world, tmp_path, ba
     home = tmp_path / "home"
     shutil.copytree(world["home"] / "preprocessed", home / "preprocessed")
     info = build_index(world["data"], world["ckpt"], "b", backend=backend, home=home, workers=1)
-    assert info["backend"]["volumes"]["count"] == 10
+    assert info.backend.volumes["count"] == 10
     exact, other = _searcher(world), Searcher("b", home)
     for kw in ({"report": "effusion"}, {"report": "nodule", "split": "train"},
                {"like": exact.rows[0]["volume"], "where": "age > 30"}):
@@ -225,11 +253,11 @@ def test_backends_answer_like_exact_and_update_incrementally(world, tmp_path, ba
     sorted(data.rglob("*.nii.gz"))[0].unlink()
     del other
     again = build_index(data, world["ckpt"], "b", backend=backend, home=home, workers=1)
-    assert again["counts"]["encoded"] == 0 and again["backend"]["volumes"]["count"] == 9
+    assert again.counts.encoded == 0 and again.backend.volumes["count"] == 9
 
 
-def _ids(hits: list[dict]) -> list[str]:
-    return [h["volume"] for h in hits]
+def _ids(hits: list) -> list[str]:
+    return [h.volume for h in hits]
 
 
 def test_report_to_report_search(world):
@@ -238,10 +266,10 @@ def test_report_to_report_search(world):
     emb, names = column_matrix(reports, "embedding"), reports.column("volume").to_pylist()
     q = s.encoder.encode_text(["Pleural effusion."])[0]
     hits = s.query(report="Pleural effusion.", k=4, target="reports")  # reconstructions tie
-    np.testing.assert_allclose([h["score"] for h in hits], np.sort(emb @ q)[::-1][:4], atol=1e-5)
+    np.testing.assert_allclose([h.score for h in hits], np.sort(emb @ q)[::-1][:4], atol=1e-5)
     like = s.query(like=names[0], k=3, target="reports")
-    assert names[0] not in [h["volume"] for h in like]
-    np.testing.assert_allclose([h["score"] for h in like], np.sort(emb[1:] @ emb[0])[::-1][:3],
+    assert names[0] not in [h.volume for h in like]
+    np.testing.assert_allclose([h.score for h in like], np.sort(emb[1:] @ emb[0])[::-1][:3],
                                atol=1e-5)
 
 
@@ -255,15 +283,15 @@ def test_qdrant_server_path_through_client_local_mode(world, tmp_path):
     opts = {"url": ":memory:", "shard_number": 2, "replication_factor": 1}
     first = build_index(world["data"], world["ckpt"], "q", backend="qdrant", home=home,
                         backend_options=opts, workers=1)
-    assert first["backend"]["volumes"]["kind"] == "qdrant"
+    assert first.backend.volumes["kind"] == "qdrant"
     exact, other = _searcher(world), Searcher("q", home)
     for kw in ({"report": "effusion"}, {"report": "nodule", "labels": ("Lung nodule",)}):
         assert _ids(other.query(k=5, **kw)) == _ids(exact.query(k=5, **kw))
     second = build_index(world["data"], world["ckpt"], "q", backend="qdrant", home=home,
                          backend_options=opts, workers=1, rebuild=True)
     names = {c.name for c in connect(":memory:").get_collections().collections}
-    assert second["backend"]["volumes"]["params"]["collection"] in names
-    assert first["backend"]["volumes"]["params"]["collection"] not in names
+    assert second.backend.volumes["params"]["collection"] in names
+    assert first.backend.volumes["params"]["collection"] not in names
 
 
 _SLOW_BUILD = """
@@ -302,4 +330,19 @@ def test_kill_9_mid_build_keeps_the_old_index_and_the_rerun_resumes(world, tmp_p
     assert (home / "indexes/base/index.json").read_text() == before
     assert len(Searcher("base", home).query(report="effusion", k=3)) == 3  # old model, usable
     info = build_index(world["data"], world["other"], "base", home=home, batch_size=1, workers=1)
-    assert info["counts"]["encoded"] == 10 - done and info["counts"]["volumes"] == 10
+    assert info.counts.encoded == 10 - done and info.counts.volumes == 10
+
+
+def test_build_reports_truncated_texts_once_with_the_total(world, tmp_path, caplog):
+    from ctsearch.data import read_any
+    from ctsearch.data.text import report_text
+    from ctsearch.models.text import load_tokenizer
+
+    tok = load_tokenizer(world["ckpt"].parent / "tokenizer")
+    texts = [report_text(r) for r in read_any(world["data"]).to_pylist()]
+    long = sum(len(tok.tokenize(t)) + 2 > 64 for t in texts)  # [CLS] + [SEP]; max_length 64
+    assert long >= 2  # the phantom findings outgrow the tiny tower's 64 tokens
+    with caplog.at_level("WARNING"):
+        build_index(world["data"], world["ckpt"], "trunc", home=tmp_path, batch_size=2, workers=1)
+    cut = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+    assert cut == [f"{long} of 10 report texts truncated to 64 tokens (as the official code does)"]

@@ -12,10 +12,13 @@ from typer.testing import CliRunner
 
 from ctsearch.cli.main import app
 from ctsearch.data.schema import PATHOLOGIES
+from ctsearch.errors import UsageError
 from ctsearch.search import QueryError, Searcher
+from ctsearch.search.modes import Template
 from ctsearch.search.zeroshot import (
     SEVEN,
     TEMPLATES,
+    check_template,
     detect,
     presence_probs,
     prompt_embeddings,
@@ -51,8 +54,14 @@ def test_closed_form_and_templates():
                                                "Cardiomegaly is not present.")]
     assert template_pair("v1") == ("{}.", "not {}.")
     assert template_pair("{} seen|no {}") == ("{} seen", "no {}")
-    with pytest.raises(ValueError, match="PRESENT|ABSENT"):
+    with pytest.raises(UsageError, match="PRESENT|ABSENT") as err:
         template_pair("nonsense")
+    assert ("official, v1, there-is, observed, evidence, findings, positive, ensemble"
+            in str(err.value))
+    assert check_template("there-is") is Template.there_is
+    assert check_template("{} seen|no {}") == "{} seen|no {}"
+    with pytest.raises(UsageError, match="one {} each"):
+        check_template("{} and {}|no {}")
 
 
 def test_seven_templates_and_their_ensemble(world):
@@ -81,8 +90,12 @@ def test_detect_all_equals_per_volume_and_caches_prompts(world):
     assert len(after - before) <= 1 and cached() == after  # the second call reused the cache
     custom = detect(s, findings=["pneumothorax"], all_volumes=True, template="{}|no {}")
     assert custom.column_names == ["volume", "pneumothorax"]
-    with pytest.raises(QueryError, match="exactly one"):
+    with pytest.raises(QueryError, match="^give exactly one of volume, like, all_volumes$"):
         detect(s)
+    with pytest.raises(QueryError, match="^finding text is empty$"):
+        detect(s, findings=[" "], all_volumes=True)
+    with pytest.raises(UsageError, match="template 'nonsense'"):
+        detect(s, all_volumes=True, template="nonsense")
 
 
 def test_detect_cli_writes_parquet_and_json(world, tmp_path):
@@ -100,6 +113,11 @@ def test_detect_cli_writes_parquet_and_json(world, tmp_path):
                                                                       "Pleural effusion"]
     res = runner.invoke(app, ["detect", "--index", "base", "--home", str(world["home"])])
     assert res.exit_code == 2 and "exactly one" in res.output
+    res = runner.invoke(app, ["detect", "--index", "base", "--home", str(world["home"]), "--all",
+                              "--template", "offical"])
+    said = " ".join(res.output.split())  # the one error line, however the console wraps it
+    assert res.exit_code == 2 and said.startswith("error: template 'offical'")  # before loading
+    assert "official, v1, there-is, observed, evidence, findings, positive, ensemble" in said
 
 
 

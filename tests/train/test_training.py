@@ -8,13 +8,14 @@ import shutil
 import pytest
 import torch
 
-from ctsearch.data.text import clean_text
+from ctsearch.data.text import TextField, clean_text
+from ctsearch.errors import DataError, UsageError
 from ctsearch.eval.retrieval import random_recall, recall_at_k
-from ctsearch.models import load_checkpoint
+from ctsearch.models import load_checkpoint, model_preset
 from ctsearch.models.loss import clip_loss
 from ctsearch.train.batches import split_rows
-from ctsearch.train.config import TrainCfg
-from ctsearch.train.loop import train
+from ctsearch.train.config import ModelPreset, TrainCfg
+from ctsearch.train.loop import build_model, train
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def _cfg(epochs: int) -> TrainCfg:
 
 
 def test_short_run_writes_model_and_metrics(phantoms, tmp_path):
-    m = train(phantoms, tmp_path / "run", "tiny", tc=_cfg(2), cache=tmp_path / "cache",
+    m = train(phantoms, tmp_path / "run", preset="tiny", tc=_cfg(2), cache=tmp_path / "cache",
               workers=1)
     lines = (tmp_path / "run/metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and {"val_loss", "R@5", "R@10"} <= set(json.loads(lines[-1]))
@@ -44,7 +45,7 @@ def test_short_run_writes_model_and_metrics(phantoms, tmp_path):
 
 def test_resume_equals_uninterrupted(phantoms, tmp_path):
     cache, steps = tmp_path / "cache", []
-    train(phantoms, tmp_path / "full", "tiny", tc=_cfg(2), cache=cache, workers=1,
+    train(phantoms, tmp_path / "full", preset="tiny", tc=_cfg(2), cache=cache, workers=1,
           progress=lambda s, t, loss: steps.append(s))
 
     def killed(step, total, loss):
@@ -54,9 +55,10 @@ def test_resume_equals_uninterrupted(phantoms, tmp_path):
     # the tokenizers library's WordPiece trainer is not deterministic: share one vocabulary
     shutil.copytree(tmp_path / "full/tokenizer", tmp_path / "part/tokenizer")
     with pytest.raises(KeyboardInterrupt):
-        train(phantoms, tmp_path / "part", "tiny", tc=_cfg(2), cache=cache, workers=1,
+        train(phantoms, tmp_path / "part", preset="tiny", tc=_cfg(2), cache=cache, workers=1,
               progress=killed)
-    train(phantoms, tmp_path / "part", "tiny", tc=_cfg(2), cache=cache, workers=1, resume=True)
+    train(phantoms, tmp_path / "part", preset="tiny", tc=_cfg(2), cache=cache, workers=1,
+          resume=True)
     a = torch.load(tmp_path / "full/model.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "part/model.pt", weights_only=True)["state_dict"]
     for k in a:
@@ -116,7 +118,8 @@ def test_global_batch_loss_over_two_ranks():
 def test_freeze_vision_keeps_ctvit_weights(phantoms, tmp_path):
     tc = _cfg(1)
     tc.freeze_vision = True
-    train(phantoms, tmp_path / "run", "tiny", tc=tc, cache=tmp_path / "cache", workers=1)
+    train(phantoms, tmp_path / "run", preset="tiny", tc=tc, cache=tmp_path / "cache",
+          workers=1)
     trained = torch.load(tmp_path / "run/model.pt", weights_only=True)["state_dict"]
     from ctsearch.models import CTCLIP, model_preset
 
@@ -146,7 +149,7 @@ def test_local_hf_text_encoder_folder(phantoms, tmp_path):
     tc = _cfg(1)
     tc.lr = 0.0  # no update: the trained text tower must equal the folder's weights
     tc.text_lr = 0.0
-    train(phantoms, tmp_path / "run", "tiny", text_encoder=str(folder), tc=tc,
+    train(phantoms, tmp_path / "run", preset="tiny", text_encoder=str(folder), tc=tc,
           cache=tmp_path / "cache", workers=1)
     model = load_checkpoint(tmp_path / "run/model.pt")
     assert model.cfg.text.source == "local" and model.cfg.text.path == str(folder)
@@ -168,7 +171,7 @@ def test_freeze_text_keeps_the_pretrained_tower(phantoms, tmp_path):
                          max_position_embeddings=128)).save_pretrained(folder)
     tc = _cfg(1)
     tc.freeze_text = True
-    train(phantoms, tmp_path / "run", "tiny", text_encoder=str(folder), tc=tc,
+    train(phantoms, tmp_path / "run", preset="tiny", text_encoder=str(folder), tc=tc,
           cache=tmp_path / "cache", workers=1)
     model, bert = load_checkpoint(tmp_path / "run/model.pt"), BertModel.from_pretrained(folder)
     for key, value in bert.state_dict().items():
@@ -202,3 +205,56 @@ def test_wordpiece_vocabulary_is_deterministic(tmp_path):
     assert a.tokenize("pleural effusion") == pair == b.tokenize("Pleural effusion")
     pieces = a.tokenize("pleura")  # unseen word: greedy character pieces
     assert pieces[0] == "p" and all(p.startswith("##") for p in pieces[1:])
+
+
+def _weights(seed: int) -> dict:
+    return build_model(model_preset("tiny"), seed=seed).state_dict()
+
+
+def test_seed_determines_initial_weights():
+    a, b, c = _weights(0), _weights(0), _weights(1)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    for key in ("visual_transformer.to_patch_emb.2.weight", "to_visual_latent.weight",
+                "to_text_latent.weight"):
+        assert not torch.equal(a[key], c[key]), key
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_train_initialises_from_its_seed(phantoms, tmp_path, seed):
+    """epochs=0: model.pt holds the initial weights, which are build_model's for tc.seed."""
+    tc = TrainCfg(epochs=0, seed=seed, codebook_init=False)
+    m = train(phantoms, tmp_path / "run", preset="tiny", tc=tc, cache=tmp_path / "cache",
+              workers=1)
+    assert m == {"best": None}
+    saved = torch.load(tmp_path / "run/model.pt", weights_only=True)
+    assert saved["extras"]["train"]["seed"] == seed
+    assert saved["extras"]["train"]["text_field"] == "findings"
+    assert type(saved["extras"]["train"]["text_field"]) is str  # plain values in checkpoints
+    expected = build_model(load_checkpoint(tmp_path / "run/model.pt").cfg, seed=seed)
+    for key, value in expected.state_dict().items():
+        assert torch.equal(saved["state_dict"][key], value), key
+
+
+def test_text_field_and_preset_are_checked(tmp_path):
+    assert TrainCfg(text_field="impressions").text_field is TextField.impressions
+    with pytest.raises(UsageError, match="text field 'findngs': choose one of findings, "
+                                         "impressions, both"):
+        TrainCfg(text_field="findngs")
+    tc = TrainCfg()
+    tc.text_field = "impresions"  # edited after construction: train() checks before any work
+    with pytest.raises(UsageError, match="text field 'impresions'"):
+        train(tmp_path / "no-data", tmp_path / "run", tc=tc)
+    with pytest.raises(UsageError, match="model preset 'huge': choose one of paper, tiny"):
+        train(tmp_path / "no-data", tmp_path / "run", preset="huge")
+    with pytest.raises(UsageError, match="TrainCfg.batch_size must be >= 1, got 0"):
+        TrainCfg(batch_size=0)
+    assert TrainCfg.for_preset(ModelPreset.paper).lr == 1.25e-6
+    assert not (tmp_path / "run").exists()
+
+
+def test_no_usable_volume_is_a_data_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: no usable volume"):
+        train(tmp_path / "empty", tmp_path / "run", tc=TrainCfg(epochs=1),
+              cache=tmp_path / "cache", workers=1)

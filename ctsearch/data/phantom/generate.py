@@ -29,6 +29,7 @@ from ctsearch.data.schema import (
     REPORT_FILES,
     REPORTS_DIR,
 )
+from ctsearch.errors import UsageError
 from ctsearch.fsutil import atomic_output
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ def synth(
     string such as "LPS"/"RAS"/"LAS"/"LPI", or "blank" for an identity-header v1 file).
     """
     if size not in ("small", "full") or intensity not in ("v1", "v2"):
-        raise ValueError(f"size must be small|full and intensity v1|v2, got {size}, {intensity}")
+        raise UsageError(f"size must be small|full and intensity v1|v2, got {size}, {intensity}")
     start = time.perf_counter()
     stats = _stats(label_stats_csv, metadata_csv)
     planned = _plan(from_reports, labels_csv, n_volumes, size, seed, stats, valid_fraction,
@@ -222,7 +223,7 @@ def _stats(label_stats_csv, metadata_csv) -> dict:
 def _plan(from_reports, labels_csv, n, size, seed, stats, valid_fraction, intensity):
     if from_reports is not None:
         if labels_csv is None:
-            raise ValueError("--from-reports needs --labels (the paired labels CSV)")
+            raise UsageError("from_reports needs labels_csv (the paired labels CSV)")
         return plan_from_reports(Path(from_reports), Path(labels_csv), n, size, seed, stats,
                                  intensity)
     return plan_sampled(n, size, seed, stats, valid_fraction, intensity)

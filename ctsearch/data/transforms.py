@@ -2,71 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, fields
-from importlib import resources
-
 import numpy as np
 import torch
 
+from ctsearch.data.config import PreprocessCfg
 from ctsearch.data.resample import SlabResampler, crop_pad_slices  # noqa: F401 - public transform
 from ctsearch.errors import DataError, UsageError
-
-
-@dataclass(frozen=True)
-class PreprocessCfg:
-    """Constants of the official pipeline (`data_inference_nii.py`); saved with artifacts."""
-
-    hu_min: float = -1000.0                                 # clip window low (HU); also pad value
-    hu_max: float = 1000.0                                  # clip window high (HU)
-    spacing: tuple[float, float, float] = (1.5, 0.75, 0.75)  # target mm along (D, H, W)
-    shape: tuple[int, int, int] = (240, 480, 480)            # output (D, H, W)
-    clip_first: bool = True       # official inference clips before resampling (training: after)
-    cache_dtype: str = "float16"  # dtype of the on-disk preprocessing cache
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
-        if self.hu_max <= self.hu_min or min(self.spacing) <= 0 or min(self.shape) <= 0:
-            raise UsageError(f"invalid PreprocessCfg {self}")
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict (tuples become lists)."""
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PreprocessCfg:
-        """Inverse of `to_dict`; unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise UsageError(f"unknown PreprocessCfg keys {sorted(unknown)}; known {sorted(known)}")
-        return cls(**d)
-
-    def digest(self) -> str:
-        """Short stable hash of the config (part of every cache key)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
-        return hashlib.sha1(blob).hexdigest()[:12]
-
-
-def preset_names() -> list[str]:
-    """Names of the shipped preprocessing presets."""
-    return sorted(_presets())
-
-
-def preset(name: str) -> PreprocessCfg:
-    """A shipped preset: `paper` (official 240x480x480) or a smaller shape for CPU work."""
-    table = _presets()
-    if name not in table:
-        raise UsageError(f"unknown preprocess preset {name!r}; available: {sorted(table)}")
-    return PreprocessCfg.from_dict(table[name])
-
-
-def _presets() -> dict:
-    text = resources.files("ctsearch.data").joinpath("presets/preprocess.json").read_text()
-    return json.loads(text)
 
 
 def resampled_shape(shape, spacing, target) -> tuple[int, int, int]:
@@ -133,6 +74,7 @@ def preprocess(
     hu: np.ndarray,
     spacing: tuple[float, float, float],
     cfg: PreprocessCfg | None = None,
+    *,
     dtype: str = "float32",
     slope: float = 1.0,
     offset: float = 0.0,
@@ -154,4 +96,12 @@ def preprocess(
         raise DataError(f"preprocess expects a 3D (D, H, W) array, got shape {hu.shape}")
     size = resampled_shape(hu.shape, spacing, cfg.spacing)
     pre, post = _transforms(cfg, slope, offset)
-    return _slabs(hu, size, cfg.shape, -1.0, pre, post, getattr(torch, dtype)).numpy()
+    return _slabs(hu, size, cfg.shape, -1.0, pre, post, _float_dtype(dtype)).numpy()
+
+
+def _float_dtype(name: str) -> torch.dtype:
+    """torch dtype of an output dtype name; anything but a float type is a UsageError."""
+    dtype = getattr(torch, str(name), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise UsageError(f"output dtype {name!r}: choose a float type (float32, float16)")
+    return dtype
