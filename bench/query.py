@@ -41,7 +41,6 @@ def synthetic_index(home: Path, name: str, ckpt: Path, n: int, backend: str = "e
     """
     from ctsearch.search.build import new_info
     from ctsearch.search.encoder import Encoder
-    from ctsearch.search.info import BackendRecord
     from ctsearch.search.store import index_dir, publish, staging_dir
     from ctsearch.search.tables import reports_table, tokens_tables, volumes_table, write_tables
     from ctsearch.search.vectors import build_vectors
@@ -59,8 +58,7 @@ def synthetic_index(home: Path, name: str, ckpt: Path, n: int, backend: str = "e
     write_tables(tmp, *tables)
     info = new_info(enc, data=Path(home) / "synthetic" / name, model=ckpt, name=name,
                     backend=backend, volumes=len(rows), failed=[], encoded=n)
-    info.backend = BackendRecord.from_dict(build_vectors(tmp, None, backend, {}, tables[0],
-                                                         tables[1]))
+    info.backend = build_vectors(tmp, tables[0], tables[1], spec=backend)
     info.write(tmp)
     publish(tmp, final)
     return final

@@ -8,6 +8,7 @@ import typer
 
 from ctsearch.cli.ui import console, print_table, progress_bar
 from ctsearch.data.intensity import IntensityVersion
+from ctsearch.data.phantom.spec import PhantomIntensity, PhantomSize
 
 app = typer.Typer(help="Datasets: the embedded phantom CT-RATE set and case tables.",
                   no_args_is_help=True)
@@ -17,20 +18,20 @@ app = typer.Typer(help="Datasets: the embedded phantom CT-RATE set and case tabl
 def synth_cmd(
     out: Path = typer.Option(..., help="Folder to write (it gets a CT-RATE `dataset/` tree)."),
     n: int = typer.Option(24, help="Number of volumes (reconstructions)."),
-    size: str = typer.Option("small", help="small (<=128x128x64, tests/demo) | full (512-class)."),
+    size: PhantomSize = typer.Option(PhantomSize.small, help="small (<=128x128x64, tests/demo) "
+                                     "| full (512-class)."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same files."),
     from_reports: Path = typer.Option(None, exists=True, help="Real reports CSV: one volume/row."),
     labels: Path = typer.Option(None, exists=True, help="Labels CSV paired with --from-reports."),
     label_stats: Path = typer.Option(None, exists=True, help="Labels CSV for co-occurrences."),
     metadata: Path = typer.Option(None, exists=True, help="Metadata CSV for acquisition spread."),
-    intensity: str = typer.Option("v1", help="v1 (stored + metadata rescale) | v2 (*_fixed, HU)."),
+    intensity: PhantomIntensity = typer.Option(PhantomIntensity.v1, help="v1 (stored + metadata "
+                                               "rescale) | v2 (*_fixed, HU)."),
     workers: int = typer.Option(2, help="Parallel worker processes."),
 ) -> None:
     """Generate a CT-RATE-format phantom dataset (volumes, reports, labels, metadata)."""
     from ctsearch.data.phantom import synth
 
-    if size not in ("small", "full"):
-        raise typer.BadParameter("choose small or full", param_hint="--size")
     with progress_bar("synth") as update:
         summary = synth(out, n_volumes=n, size=size, seed=seed, from_reports=from_reports,
                         labels_csv=labels, label_stats_csv=label_stats, metadata_csv=metadata,

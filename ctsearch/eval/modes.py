@@ -22,6 +22,18 @@ class EvalSplit(StrEnum):
     all = "all"
 
 
+class EmbeddingKind(StrEnum):
+    """Which latents a view shows: the volumes', the reports', or both."""
+
+    volumes = "volumes"
+    reports = "reports"
+    both = "both"
+
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds it stands for: ('volumes',), ('reports',) or both."""
+        return ("volumes", "reports") if self is EmbeddingKind.both else (self.value,)
+
+
 def metric_mode(value: str | MetricMode) -> MetricMode:
     """A MetricMode from its name; an unknown name is a UsageError naming the allowed ones."""
     return choose(MetricMode, value, "metric mode")

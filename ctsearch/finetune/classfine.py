@@ -29,7 +29,7 @@ def pos_weights(labels: np.ndarray) -> torch.Tensor:
                         dtype=torch.float32)
 
 
-def train_head(latents: np.ndarray, labels: np.ndarray, epochs: int = 300, lr: float = 1e-2,
+def train_head(latents: np.ndarray, labels: np.ndarray, *, epochs: int = 300, lr: float = 1e-2,
                weight_decay: float = 1e-3, seed: int = 0) -> nn.Linear:
     """Fit Linear(dim -> n findings) on ReLU(latents) against 0/1 labels."""
     torch.manual_seed(seed)
@@ -63,7 +63,7 @@ def finetune_classfine(index: str, out: str | Path, *, home: str | Path | None =
     if not rows:
         raise UsageError(f"index {index!r} has no {split!r} volumes to train on")
     labels = np.array([[s.rows[i][p] or 0 for p in PATHOLOGIES] for i in rows], np.float32)
-    head = train_head(s.vectors[rows], labels, epochs, lr)
+    head = train_head(s.vectors[rows], labels, epochs=epochs, lr=lr)
     path = Path(out) / "classfine.pt"
     with atomic_output(path, ".pt") as tmp:
         torch.save({"weight": head.weight.detach(), "bias": head.bias.detach(),

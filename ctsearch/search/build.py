@@ -188,8 +188,8 @@ def _write(final: Path, info: IndexInfo, tables: _Tables, *, update: bool, optio
         write_tables(tmp, vol, rep, *tokens_tables(tables.rows, tables.have, tables.enc))
         stages.done("write_tables")
         if not info.shard:
-            info.backend = BackendRecord.from_dict(build_vectors(
-                tmp, final if update else None, info.backend.spec, options, vol, rep))
+            info.backend = build_vectors(tmp, vol, rep, spec=info.backend.spec, options=options,
+                                         prev=final if update else None)
             stages.done("vector_index")
         info.build_seconds = round(time.time() - stages.t0, 3)
         write_json(tmp / "stats.json", {"stages_s": {k: round(v, 4) for k, v in

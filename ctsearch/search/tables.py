@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from ctsearch.data.cases import CASE_SCHEMA
 from ctsearch.fsutil import write_json
-from ctsearch.search.info import BackendRecord, Counts, IndexInfo
+from ctsearch.search.info import Counts, IndexInfo
 from ctsearch.search.store import (
     CODEBOOK,
     CODES,
@@ -84,8 +84,7 @@ def concat_shards(shards: list[Path], infos: list[IndexInfo], final: Path, *, ba
     try:
         write_tables(tmp, *tables, np.load(shards[0] / CODEBOOK))
         info = _merged_info(infos, tables[0].num_rows, final.name)
-        info.backend = BackendRecord.from_dict(build_vectors(tmp, None, backend, options,
-                                                             tables[0], tables[1]))
+        info.backend = build_vectors(tmp, tables[0], tables[1], spec=backend, options=options)
         info.build_seconds = round(time.time() - t0, 3)
         write_json(tmp / "stats.json", {"merged_from": [s.name for s in shards]})
         info.write(tmp)

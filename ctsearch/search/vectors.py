@@ -33,16 +33,20 @@ def payloads(volumes: pa.Table) -> list[dict]:
             for row in volumes.select(cols).to_pylist()]
 
 
-def build_vectors(tmp: Path, prev: Path | None, spec: str, options: dict, volumes: pa.Table,
-                  reports: pa.Table) -> dict:
-    """Write `vectors/volumes` and `vectors/reports` into `tmp`; returns the backend record."""
+def build_vectors(tmp: Path, volumes: pa.Table, reports: pa.Table, *, spec: str,
+                  options: dict | None = None, prev: Path | None = None) -> BackendRecord:
+    """Write `vectors/volumes` and `vectors/reports` into `tmp` (editing `prev`'s when it was
+    built with the same backend); returns the backend record of index.json."""
+    from ctsearch.search.info import BackendRecord
+
+    options = options or {}
     out = {"spec": spec, "options": _plain(options)}
     for sub, table, pay in (("volumes", volumes, payloads(volumes)), ("reports", reports, None)):
         t0 = time.perf_counter()
         index = _update(tmp, prev, sub, spec, options, table, pay)
         out[sub] = {"kind": index.kind, "params": index.params(), "count": len(index),
                     "seconds": round(time.perf_counter() - t0, 3)}
-    return out
+    return BackendRecord.from_dict(out)
 
 
 def _plain(options: dict) -> dict:

@@ -136,3 +136,23 @@ def test_expected_error_is_one_line_and_a_bug_shows_its_traceback(mini_tree, tmp
     monkeypatch.setattr(data_pkg, "read_any", lambda *a, **k: int("x"))  # plain ValueError
     res = runner.invoke(app, args)
     assert res.exit_code == 1 and isinstance(res.exception, ValueError)
+
+
+@pytest.mark.parametrize("args, allowed", [
+    (["data", "synth", "--out", "x", "--size", "huge"], "'small', 'full'"),
+    (["data", "synth", "--out", "x", "--intensity", "v3"], "'v1', 'v2'"),
+    (["export", "tsne", "--index", "i", "--out", "x", "--kind", "all"],
+     "'volumes', 'reports', 'both'"),
+])
+def test_phantom_and_export_modes_are_closed_sets(args, allowed):
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and allowed in _flat(res.output), res.output
+
+
+def test_synth_library_rejects_an_unknown_size(tmp_path):
+    from ctsearch.data.phantom import synth
+    from ctsearch.errors import UsageError
+
+    with pytest.raises(UsageError, match="phantom size 'huge': choose one of small, full"):
+        synth(tmp_path, 2, size="huge")
+    assert not (tmp_path / "dataset").exists()

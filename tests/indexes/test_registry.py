@@ -94,9 +94,10 @@ def test_one_registration_adds_a_backend(toy, tmp_path):
 def test_build_vectors_with_a_registered_backend(toy, tmp_path):
     toy()
     volumes, reports = _tables()
-    out = build_vectors(tmp_path, None, "toy", {"device": "cpu"}, volumes, reports)
-    assert {sub: (out[sub]["kind"], out[sub]["count"]) for sub in ("volumes", "reports")} == {
-        "volumes": ("toy", 3), "reports": ("toy", 3)}
+    out = build_vectors(tmp_path, volumes, reports, spec="toy", options={"device": "cpu"})
+    assert out.spec == "toy" and out.options == {"device": "cpu"}
+    assert (out.volumes["kind"], out.volumes["count"]) == ("toy", 3)
+    assert (out.reports["kind"], out.reports["count"]) == ("toy", 3)
     assert type(load_index(tmp_path / "vectors/volumes")) is ToyIndex
     assert added == [(None, None), (None, None)]  # no payload capability: no payloads
 
@@ -104,7 +105,7 @@ def test_build_vectors_with_a_registered_backend(toy, tmp_path):
 def test_payload_capability_hands_over_payloads_and_indexes(toy, tmp_path):
     toy(params={"tag": INT, "device": STR, "payload_indexes": DICT}, payloads=True)
     volumes, reports = _tables()
-    build_vectors(tmp_path, None, "toy", {"device": "cpu"}, volumes, reports)
+    build_vectors(tmp_path, volumes, reports, spec="toy", options={"device": "cpu"})
     assert added == [(None, [{"split": "train", "age": 40}, {"split": "valid"},
                              {"split": "train", "age": 60}]),
                      (None, None)]  # reports carry no payloads
@@ -117,7 +118,7 @@ def test_payload_capability_hands_over_payloads_and_indexes(toy, tmp_path):
 def test_server_collection_capability(toy, tmp_path, server):
     toy(params={"tag": INT, "device": STR, "collection": STR}, server_collections=server)
     volumes, reports = _tables()
-    build_vectors(tmp_path / ".stage", None, "toy", {"device": "cpu"}, volumes, reports)
+    build_vectors(tmp_path / ".stage", volumes, reports, spec="toy", options={"device": "cpu"})
     want = ["ctsearch-stage-volumes", "ctsearch-stage-reports"] if server else [None, None]
     assert [c["collection"] for c in created] == want
     drop_server_collections(BackendRecord(spec="toy",

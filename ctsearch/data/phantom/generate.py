@@ -16,8 +16,10 @@ import nibabel as nib
 import numpy as np
 from nibabel import orientations as O
 
+from ctsearch.choices import choose
 from ctsearch.data.phantom.plan import Planned, plan_from_reports, plan_sampled
 from ctsearch.data.phantom.render import render_case
+from ctsearch.data.phantom.spec import PhantomIntensity, PhantomSize
 from ctsearch.data.phantom.stats import compute_stats, load_stats
 from ctsearch.data.schema import (
     LABEL_FILES,
@@ -172,14 +174,15 @@ def _metadata_file(split: str) -> str:
 def synth(
     out: str | Path,
     n_volumes: int = 24,
-    size: str = "small",
+    *,
+    size: str | PhantomSize = PhantomSize.small,
     seed: int = 0,
     from_reports: Path | None = None,
     labels_csv: Path | None = None,
     label_stats_csv: Path | None = None,
     metadata_csv: Path | None = None,
     valid_fraction: float = 0.25,
-    intensity: str = "v1",
+    intensity: str | PhantomIntensity = PhantomIntensity.v1,
     workers: int = 2,
     progress: Callable | None = None,
 ) -> dict:
@@ -199,8 +202,8 @@ def synth(
     (count per storage orientation) and storage (volume name -> orientation: an axis-code
     string such as "LPS"/"RAS"/"LAS"/"LPI", or "blank" for an identity-header v1 file).
     """
-    if size not in ("small", "full") or intensity not in ("v1", "v2"):
-        raise UsageError(f"size must be small|full and intensity v1|v2, got {size}, {intensity}")
+    size = choose(PhantomSize, size, "phantom size").value
+    intensity = choose(PhantomIntensity, intensity, "phantom intensity").value
     start = time.perf_counter()
     stats = _stats(label_stats_csv, metadata_csv)
     planned = _plan(from_reports, labels_csv, n_volumes, size, seed, stats, valid_fraction,

@@ -3,6 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class PhantomSize(StrEnum):
+    """`small` (<=128x128x64: tests, demo) or `full` (real CT matrices: benchmarks)."""
+
+    small = "small"
+    full = "full"
+
+
+class PhantomIntensity(StrEnum):
+    """How volumes are stored: `v1` (stored values + metadata rescale) or `v2` (`*_fixed`, HU)."""
+
+    v1 = "v1"
+    v2 = "v2"
 
 
 @dataclass
