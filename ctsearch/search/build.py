@@ -146,23 +146,31 @@ def build_index(data: str | Path | None, model: str | Path | None, name: str, *,
     work = home / "work" / f"{final.name}-{enc.fingerprint()['id']}"
     if rebuild:
         shutil.rmtree(work, ignore_errors=True)
-    have = {**read_parts(work), **prev}
-    todo = [r for r in rows if not _reusable(r, have)]
-    log.info("%s: %d volumes, %d to encode, %d reused", final.name, len(rows), len(todo),
-             len(rows) - len(todo))
-    failed += encode_missing(todo, enc, work, batch_size, bar("encode"))
-    if enc.truncated:
-        log.warning("%d of %d report texts truncated to %d tokens (as the official code does)",
-                    enc.truncated, len(todo), enc.cfg.text.max_length)
-    have = {**prev, **read_parts(work)}
+    rows, have, failed, encoded = _encode(rows, enc, name=final.name, work=work, prev=prev,
+                                          failed=failed, batch_size=batch_size, bar=bar("encode"))
     stages.done("encode")
-    rows = [r for r in rows if _reusable(r, have)]
     info = new_info(enc, data=data, model=model, name=name, backend=backend, text_field=field,
-                    shard=part, volumes=len(rows), failed=failed, encoded=len(todo))
+                    shard=part, volumes=len(rows), failed=failed, encoded=encoded)
     _write(final, info, _Tables(rows, have, enc), update=bool(prev),
            options=backend_options or {}, stages=stages)
     shutil.rmtree(work, ignore_errors=True)
     return info
+
+
+def _encode(rows: list[dict], enc: Encoder, *, name: str, work: Path, prev: dict, failed: list,
+            batch_size: int, bar) -> tuple[list[dict], dict, list, int]:
+    """Encode the rows that neither the previous index nor the work folder holds; returns
+    (rows now encoded, their encodings, failures, how many were encoded now)."""
+    have = {**read_parts(work), **prev}
+    todo = [r for r in rows if not _reusable(r, have)]
+    log.info("%s: %d volumes, %d to encode, %d reused", name, len(rows), len(todo),
+             len(rows) - len(todo))
+    failed = failed + encode_missing(todo, enc, work, batch_size, bar)
+    if enc.truncated:
+        log.warning("%d of %d report texts truncated to %d tokens (as the official code does)",
+                    enc.truncated, len(todo), enc.cfg.text.max_length)
+    have = {**prev, **read_parts(work)}
+    return [r for r in rows if _reusable(r, have)], have, failed, len(todo)
 
 
 @dataclass
