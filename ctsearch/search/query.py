@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,11 @@ class Searcher:
         self._load_tables()
         self.index = load_index(self.folder / "vectors" / "volumes")
         self._reports_index = None
-        self.filter = MetaFilter(self.meta)
+
+    @cached_property
+    def filter(self) -> MetaFilter:
+        """The duckdb view over the metadata (built on the first filtered query)."""
+        return MetaFilter(self.meta)
 
     def _load_tables(self) -> None:
         table = pq.read_table(self.folder / VOLUMES)
@@ -122,7 +127,8 @@ class Searcher:
             q = self._report_vector(like)  # the indexed volume's report
         else:
             q = self.query_vector(report=report, volume=volume, like=like)
-        allow = self.filter.allowed(where, tuple(labels), split)
+        filtered = where or labels or split  # no filter: no duckdb view to build
+        allow = self.filter.allowed(where, tuple(labels), split) if filtered else None
         skip = self.rows[self._row(like)]["id"] if like is not None else None
         if allow is not None and skip is not None:
             allow = allow[allow != skip]

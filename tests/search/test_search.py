@@ -346,3 +346,13 @@ def test_build_reports_truncated_texts_once_with_the_total(world, tmp_path, capl
         build_index(world["data"], world["ckpt"], "trunc", home=tmp_path, batch_size=2, workers=1)
     cut = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
     assert cut == [f"{long} of 10 report texts truncated to 64 tokens (as the official code does)"]
+
+
+def test_the_duckdb_view_is_built_on_the_first_filtered_query_only(world):
+    s = Searcher("base", world["home"])
+    plain = s.query(report="pleural effusion", k=5)
+    assert "filter" not in s.__dict__  # an unfiltered query never builds it
+    split = s.query(report="pleural effusion", k=5, split="train")
+    assert "filter" in s.__dict__
+    assert all(h.split == "train" for h in split)
+    assert [h.volume for h in s.query(report="pleural effusion", k=5)] == [h.volume for h in plain]
