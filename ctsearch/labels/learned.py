@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ctsearch.data.schema import PATHOLOGIES
-from ctsearch.errors import DataError, MissingDependency, MissingFileError
+from ctsearch.errors import DataError, MissingFileError
 from ctsearch.labels.dataset import labelled_reports
 from ctsearch.models.text import load_tokenizer, minilm_path, tokenize
 
@@ -42,13 +42,12 @@ def _folder(text_encoder: str) -> Path:
 
 
 def _classifier(folder: Path) -> ReportClassifier:
-    """The BERT-family encoder saved in `folder` under a fresh 18-finding head."""
-    try:
-        from transformers import AutoModel
-    except ImportError as exc:
-        raise MissingDependency("the learned labeler needs transformers: "
-                                "pip install 'ctsearch[model]'") from exc
-    return ReportClassifier(AutoModel.from_pretrained(str(folder), local_files_only=True))
+    """The BERT-family encoder saved in `folder` under a fresh 18-finding head (the torch-only
+    BERT for plain BERT folders, `transformers` for other architectures)."""
+    from ctsearch.models.config import TextCfg
+    from ctsearch.models.text import load_pretrained_text
+
+    return ReportClassifier(load_pretrained_text(TextCfg(source="local", path=str(folder))))
 
 
 def train_labeler(texts: list[str], labels: np.ndarray, out: str | Path, *,
