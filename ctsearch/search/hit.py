@@ -28,6 +28,12 @@ class Hit:
         """The JSON object: these keys in this order."""
         return asdict(self)
 
+    def __getitem__(self, key: str):
+        """`hit["volume"]`: results read as they did when `query` returned dicts."""
+        if key not in RESULT_KEYS:
+            raise KeyError(key)
+        return getattr(self, key)
+
 
 RESULT_KEYS = tuple(f.name for f in fields(Hit))  # the keys of `ctsearch query --json`
 META_KEYS = ("scan", "patient", "split", "reconstruction", "age", "sex", "manufacturer",

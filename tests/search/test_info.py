@@ -123,3 +123,15 @@ def test_synthetic_bench_index_records_its_model_not_the_home_as_data(tmp_path):
     assert info.data == str((tmp_path / "home" / "synthetic" / "syn").resolve())
     assert info.model_path == str(ckpt.resolve()) and info.counts.volumes == 12
     assert info.backend.volumes["count"] == 12
+
+
+def test_a_hit_reads_like_the_dict_query_used_to_return():
+    from ctsearch.search.hit import RESULT_KEYS, Hit
+
+    hit = Hit(rank=1, volume="v.nii.gz", score=0.5, scan="s", patient="p", split="valid",
+              reconstruction=1, age=60, sex="F", manufacturer="X", model_name="Y", kernel="K",
+              findings=["Cardiomegaly"], report="Cardiomegaly.")
+    assert [hit[k] for k in RESULT_KEYS] == list(hit.to_dict().values())
+    assert hit["volume"] == hit.volume == "v.nii.gz"
+    with pytest.raises(KeyError):
+        hit["embedding"]
