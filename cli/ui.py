@@ -70,7 +70,14 @@ def print_table(title: str, header: list[str], rows: list[list]) -> None:
     console.print(table)
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
+# the exit-code convention of every command (README "Reliability")
+EXIT_OK = 0        # everything done
+EXIT_BUG = 1       # an unexpected error: a bug, shown with its traceback
+EXIT_USAGE = 2     # bad input or usage: one line naming the file/argument, nothing changed
+EXIT_PARTIAL = 3   # the batch finished but some items failed (each named on its own line)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print one error line and return the Exit to raise (usage errors: exit 2)."""
     err_console.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)

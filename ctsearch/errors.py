@@ -1,6 +1,7 @@
 """One error hierarchy: every expected failure (bad input, data, model, index) is a CTSearchError.
 
-The CLI turns a `CTSearchError` into one line and exit code 2; anything else is a bug and shows
+The CLI turns a `CTSearchError` into one line and exit code 2 (a batch that finished with some
+failed items exits 3); anything else is a bug and shows
 its traceback. Messages speak in library terms (argument names, files, values), never CLI flags.
 Each class also derives from the builtin it refines (ValueError, FileNotFoundError, ImportError),
 so code written against the builtins keeps working.
@@ -70,3 +71,19 @@ class BackendError(CTSearchError, ValueError):
 
 class MissingDependency(CTSearchError, ImportError):
     """An optional package needed for this feature is not installed (names the extra)."""
+
+
+class ModelError(CheckpointError):
+    """A model that cannot be trusted: non-finite weights, or it produced non-finite outputs."""
+
+
+class IndexLocked(CTSearchError):
+    """Another live process holds the index's build lock; the message names the holder."""
+
+
+class RemovalRefused(DataError):
+    """A build would remove more of an index than allowed (empty or vanished data)."""
+
+
+class DiskFull(CTSearchError, OSError):
+    """A write failed for lack of space; the message names the path and the free space."""

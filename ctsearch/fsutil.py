@@ -8,6 +8,7 @@ that reader with SIGBUS).
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -50,10 +51,28 @@ def _umask() -> int:
     return mask
 
 
+def finite_json(data: object) -> object:
+    """`data` with every non-finite float (NaN, inf) replaced by None: JSON has no NaN."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(v) for v in data]
+    if isinstance(data, np.generic):
+        return finite_json(data.item())
+    return data
+
+
+def to_json(data: object, indent: int | None = None) -> str:
+    """Strictly valid JSON text (non-finite floats become null; see `finite_json`)."""
+    return json.dumps(finite_json(data), indent=indent, default=str, allow_nan=False)
+
+
 def write_json(path: str | Path, data: object) -> None:
-    """Atomically write `data` as indented JSON."""
+    """Atomically write `data` as indented, strictly valid JSON."""
     with atomic_output(path, ".json") as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        tmp.write_text(to_json(data, indent=2) + "\n")
 
 
 def write_npy(path: str | Path, array: np.ndarray) -> None:
