@@ -7,9 +7,11 @@ that reader with SIGBUS).
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,22 +19,87 @@ from pathlib import Path
 
 import numpy as np
 
+from ctsearch.errors import DiskFull
+
+TEMP_MARK = ".ctstmp-"  # temp files are `.NAME.ctstmp-PID-RANDOM.SUFFIX`: the pid tells if alive
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Free space on the filesystem of `path` (its nearest existing parent); None if unknown."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def _is_no_space(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and (exc.errno in NO_SPACE or "No space left" in str(exc))
+
+
+@contextmanager
+def no_space(path: str | Path) -> Iterator[None]:
+    """Turn a write that ran out of space (ENOSPC, EDQUOT) into DiskFull naming `path`."""
+    try:
+        yield
+    except OSError as exc:
+        if not _is_no_space(exc) or isinstance(exc, DiskFull):
+            raise
+        free = free_bytes(path)
+        left = f"{free / 2**20:.1f} MiB free" if free is not None else "free space unknown"
+        raise DiskFull(f"{path}: disk full while writing ({left}); nothing was replaced") from None
+
 
 @contextmanager
 def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temp path next to `path`; on success rename it over `path`, else delete it."""
+    """Yield a temp path next to `path`; on success rename it over `path`, else delete it.
+
+    A write that runs out of space raises DiskFull (the temp file is removed, `path` untouched).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    with no_space(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARK}{os.getpid()}-",
+                                   suffix=suffix or ".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            os.chmod(tmp_path, 0o666 & ~_umask())
+            os.replace(tmp_path, path)
+        finally:
+            if tmp_path.exists():
+                tmp_path.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
     try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def sweep_temps(folder: str | Path, recursive: bool = True) -> int:
+    """Delete temp files of `atomic_output` left by dead processes (kill -9); returns the count.
+
+    A temp file of a live process (a concurrent run) is kept: its pid is in the name.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for tmp in (folder.rglob if recursive else folder.glob)(f".*{TEMP_MARK}*"):
+        pid = tmp.name.split(TEMP_MARK, 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)) and tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def default_home() -> Path:
