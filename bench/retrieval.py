@@ -30,7 +30,8 @@ def _load(folder: Path, split: str | None, per_scan: bool) -> dict:
     text = dict(zip(rep.column("volume").to_pylist(), column_matrix(rep, "embedding"),
                     strict=True))
     rows, image = vol.drop_columns(["embedding"]).to_pylist(), column_matrix(vol, "embedding")
-    keep = [i for i, r in enumerate(rows) if split in (None, r["split"])]
+    keep = [i for i, r in enumerate(rows)  # volumes with a report (image-only ones have none)
+            if split in (None, r["split"]) and r["volume"] in text]
     if per_scan:  # one volume per scan: the first reconstruction by name
         first: dict[str, int] = {}
         for i in sorted(keep, key=lambda i: rows[i]["volume"]):

@@ -8,15 +8,35 @@ import typer
 
 from ctsearch.cli.ui import console, print_table, progress_bar
 from ctsearch.eval.modes import EvalSplit, MetricMode
+from ctsearch.fsutil import to_json
+from ctsearch.models.config import ModelPreset
 
+PRESETS = tuple(p.value for p in ModelPreset)
 app = typer.Typer(help="Benchmarks (tables + JSON, ratios against a baseline in the same run).",
                   no_args_is_help=True)
+
+
+def _among(value: str, allowed: tuple[str, ...]) -> str:
+    """A typer callback: a comma-separated list of names, each one of `allowed`."""
+    bad = [v for v in value.split(",") if v not in allowed]
+    if bad:
+        raise typer.BadParameter(f"{', '.join(map(repr, bad))}: choose from {', '.join(allowed)}")
+    return value
+
+
+def _counts(value: str) -> str:
+    """A typer callback: a comma-separated list of whole numbers >= 1."""
+    bad = [v for v in value.split(",") if not (v.strip().isdecimal() and int(v) >= 1)]
+    if bad:
+        raise typer.BadParameter(f"{', '.join(map(repr, bad))}: each size must be a whole "
+                                 "number >= 1")
+    return value
 
 
 @app.command("preprocess")
 def preprocess_bench_cmd(
     out: Path = typer.Option(Path("bench-out"), help="Results folder (JSON written here)."),
-    n: int = typer.Option(4, help="Number of full-size phantom volumes."),
+    n: int = typer.Option(4, min=1, help="Number of full-size phantom volumes."),
     data: Path = typer.Option(None, help="Use this CT-RATE tree instead of generated phantoms."),
     seed: int = typer.Option(0, help="Phantom seed."),
 ) -> None:
@@ -37,9 +57,10 @@ def preprocess_bench_cmd(
 @app.command("encoder")
 def encoder_bench_cmd(
     out: Path = typer.Option(Path("bench-out"), help="Results folder (JSON written here)."),
-    presets: str = typer.Option("tiny,paper", help="Comma-separated model presets."),
-    batch: int = typer.Option(1, help="Volumes per forward."),
-    repeats: int = typer.Option(2, help="Timed forwards after one warm-up."),
+    presets: str = typer.Option("tiny,paper", callback=lambda v: _among(v, PRESETS),
+                                help="Comma-separated model presets."),
+    batch: int = typer.Option(1, min=1, help="Volumes per forward."),
+    repeats: int = typer.Option(2, min=1, help="Timed forwards after one warm-up."),
 ) -> None:
     """encode_volume speed and memory: ctsearch vs a naive official-style CT-ViT forward."""
     from ctsearch.bench.encoder import run_encoder_bench
@@ -71,9 +92,10 @@ def probe_cmd(
 @app.command("search")
 def search_bench_cmd(
     out: Path = typer.Option(Path("bench-out"), help="Results folder (JSON written here)."),
-    sizes: str = typer.Option("50000,1000000", help="Comma-separated index sizes."),
-    dim: int = typer.Option(512, help="Vector width."),
-    queries: int = typer.Option(200, help="Queries per measurement."),
+    sizes: str = typer.Option("50000,1000000", callback=_counts,
+                              help="Comma-separated index sizes."),
+    dim: int = typer.Option(512, min=1, help="Vector width."),
+    queries: int = typer.Option(200, min=1, help="Queries per measurement."),
     backends: str = typer.Option(None, help="Comma-separated subset (default: all installed)."),
 ) -> None:
     """Vector backends on clustered vectors: build, latency, QPS, recall@10 vs exact, floor."""
@@ -97,12 +119,15 @@ def search_bench_cmd(
 @app.command("query")
 def query_bench_cmd(
     out: Path = typer.Option(Path("bench-out"), help="Results folder (JSON written here)."),
-    n: int = typer.Option(50_000, help="Volumes in the index."),
-    texts: str = typer.Option("tiny,paper", help="Text towers: tiny, paper."),
+    n: int = typer.Option(50_000, min=1, help="Volumes in the index."),
+    texts: str = typer.Option("tiny,paper", callback=lambda v: _among(v, ("tiny", "paper")),
+                              help="Text towers: tiny, paper."),
     backend: str = typer.Option("exact", help="Vector backend of the index."),
-    repeats: int = typer.Option(50, help="Timed queries per measurement."),
-    cold_n: int = typer.Option(1000, help="Volumes in the index of the cold-process runs."),
-    cold_repeats: int = typer.Option(5, help="Cold `ctsearch query` processes (0 = skip)."),
+    repeats: int = typer.Option(50, min=1, help="Timed queries per measurement."),
+    cold_n: int = typer.Option(1000, min=1, help="Volumes in the index of the cold-process "
+                               "runs."),
+    cold_repeats: int = typer.Option(5, min=0, help="Cold `ctsearch query` processes (0 = "
+                                     "skip)."),
 ) -> None:
     """End-to-end `query --report` latency (text encode + search + metadata join), and a cold
     `ctsearch query` process against `python -c 'import torch'`."""
@@ -147,13 +172,11 @@ def retrieval_bench_cmd(
     out: Path = typer.Option(Path("bench-out"), help="Results folder (JSON written here)."),
 ) -> None:
     """Volume->volume MAP@K and report->volume Recall@K with exact random baselines and CIs."""
-    import json
-
     from ctsearch.bench.retrieval import run_retrieval_bench
 
     r = run_retrieval_bench(index, home, mode=mode, split=split, per_scan=per_scan, out=out)
     if as_json:
-        print(json.dumps(r))
+        print(to_json(r))
         return
     rows = [[f"MAP@{k}", _fmt(v), _fmt(r["random"]["map"][k]), _fmt(r["fold_change"]["map"][k])]
             for k, v in r["map"].items()]
@@ -172,7 +195,7 @@ def detect_bench_cmd(
                                               help="Split the thresholds are chosen on."),
     templates: str = typer.Option("official,v1", help="Prompt templates compared (first = main); "
                                   "`seven` = all built-in pairs; `ensemble` = their mean."),
-    draws: int = typer.Option(1000, help="Bootstrap resamples."),
+    draws: int = typer.Option(1000, min=1, help="Bootstrap resamples."),
     head: Path = typer.Option(None, exists=True, help="Evaluate a ClassFine head instead."),
     external: bool = typer.Option(False, help="The paper's external-set mapping (16 findings)."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON object only."),
@@ -180,15 +203,13 @@ def detect_bench_cmd(
     out: Path = typer.Option(Path("bench-out"), help="Results folder (JSON written here)."),
 ) -> None:
     """Zero-shot AUROC / F1 / accuracy / precision per finding, thresholds, bootstrap CI."""
-    import json
-
     from ctsearch.bench.detect import run_detect_bench
 
     r = run_detect_bench(index, home, mode=mode, split=split, threshold_split=threshold_split,
                          templates=tuple(templates.split(",")), draws=draws, out=out, head=head,
                          external=external)
     if as_json:
-        print(json.dumps(r))
+        print(to_json(r))
         return
     keys = ("auroc", "f1", "accuracy", "precision", "threshold")
     rows = [[name, *(_fmt(m[k]) for k in keys)] for name, m in r["per_finding"].items()]

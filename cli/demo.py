@@ -8,14 +8,14 @@ from pathlib import Path
 import typer
 
 from ctsearch.cli.query import findings_cell
-from ctsearch.cli.ui import console, print_table, progress_bar
+from ctsearch.cli.ui import EXIT_PARTIAL, console, fail, print_table, progress_bar
 
 
 def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), help="Folder for everything the demo writes."),
-    n: int = typer.Option(1000, help="Number of phantom volumes."),
-    epochs: int = typer.Option(20, help="Training epochs of the tiny model (0 = skip)."),
-    workers: int = typer.Option(2, help="Parallel worker processes."),
+    n: int = typer.Option(1000, min=1, help="Number of phantom volumes."),
+    epochs: int = typer.Option(20, min=0, help="Training epochs of the tiny model (0 = skip)."),
+    workers: int = typer.Option(2, min=1, help="Parallel worker processes."),
     home: Path = typer.Option(None, help="Index home [default: $CTSEARCH_HOME or "
                               "./ctsearch-home]."),
 ) -> None:
@@ -45,8 +45,9 @@ def demo_cmd(
     print_table("positive volumes per label", ["label", "volumes"], labels)
     for name, path in summary["paths"].items():
         console.print(f"{name:>8}: [bold]{path}[/bold]")
-    if summary["failed"]:
-        raise typer.Exit(1)
+    if summary["failed"]:  # each failed volume was logged on its own line
+        raise fail(f"{summary['failed']} of {summary['volumes']} volume(s) failed to "
+                   "preprocess", EXIT_PARTIAL)
 
 
 def _p(recall: float, n: int, k: str) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from ctsearch.cli.ui import console, print_table
+from ctsearch.fsutil import atomic_output, to_json
 from ctsearch.search.modes import Template
 
 
@@ -35,11 +35,11 @@ def detect_cmd(
     table = detect(Searcher(index, home, model=model), list(finding or ()) or None,
                    volume=volume, like=like, all_volumes=all_volumes, template=template)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, out)
+        with atomic_output(out, ".parquet") as tmp:
+            pq.write_table(table, tmp)
         console.print(f"{table.num_rows} volumes x {table.num_columns - 1} findings -> {out}")
     elif as_json:
-        print(json.dumps(table.to_pylist()))
+        print(to_json(table.to_pylist()))
     else:
         _print(table)
 

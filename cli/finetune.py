@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ctsearch.cli.ui import console, progress_bar
+from ctsearch.cli.ui import console, positive, progress_bar
 from ctsearch.finetune.modes import PairLoss
 
 app = typer.Typer(help="Fine-tune detection heads.", no_args_is_help=True)
@@ -17,8 +17,8 @@ def classfine_cmd(
     index: str = typer.Option(..., help="Index whose latents and labels train the head."),
     out: Path = typer.Option(..., help="Folder for classfine.pt."),
     split: str = typer.Option("train", help="Split to train on."),
-    epochs: int = typer.Option(300, help="Full-batch AdamW steps."),
-    lr: float = typer.Option(1e-2, help="Learning rate."),
+    epochs: int = typer.Option(300, min=1, help="Full-batch AdamW steps."),
+    lr: float = typer.Option(1e-2, callback=positive, help="Learning rate."),
     home: Path = typer.Option(None, help="[default: $CTSEARCH_HOME or ./ctsearch-home]"),
 ) -> None:
     """Train ClassFine (LiPro layout) on cached latents; evaluate with `bench detect --head`."""
@@ -34,8 +34,8 @@ def vocabfine_cmd(
     index: str = typer.Option(..., help="Index whose latents, labels and model are used."),
     out: Path = typer.Option(..., help="Folder for model-vocabfine.pt."),
     split: str = typer.Option("train", help="Split to train on."),
-    epochs: int = typer.Option(30, help="Epochs over the training latents."),
-    lr: float = typer.Option(1e-4, help="Learning rate of the text side."),
+    epochs: int = typer.Option(30, min=1, help="Epochs over the training latents."),
+    lr: float = typer.Option(1e-4, callback=positive, help="Learning rate of the text side."),
     loss: PairLoss = typer.Option(PairLoss.ce, help="ce (paper) | mse (official script)."),
     end_to_end: bool = typer.Option(False, help="Train every parameter on the preprocessed "
                                     "volumes (the official VocabFine), not only the text side."),

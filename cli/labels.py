@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ctsearch.cli.ui import console, fail, print_table
+from ctsearch.cli.ui import EXIT_PARTIAL, console, fail, positive, print_table
 
 app = typer.Typer(help="Label reports (rule-based by default; `labels train` for a model).",
                   invoke_without_command=True)
@@ -34,8 +34,11 @@ def labels_cmd(
         return
     if reports is None or out is None:
         raise fail("give --reports and --out, or --text", 2)
-    n = label_csv(reports, out, model)
-    console.print(f"{n} reports labelled -> {out}")
+    run = label_csv(reports, out, model)
+    console.print(f"{run.written} reports labelled -> {out}")
+    if run.skipped:
+        raise fail(f"{len(run.skipped)} report row(s) could not be read and were skipped "
+                   "(each named above)", EXIT_PARTIAL)
 
 
 def _model_labeler(model: Path):
@@ -58,8 +61,8 @@ def train_cmd(
     labels: Path = typer.Option(..., exists=True, help="Their labels CSV."),
     out: Path = typer.Option(..., help="Model folder to write."),
     text_encoder: str = typer.Option("minilm", help="Local BERT-family folder, or 'minilm'."),
-    epochs: int = typer.Option(3, help="Epochs."),
-    lr: float = typer.Option(5e-5, help="Learning rate."),
+    epochs: int = typer.Option(3, min=1, help="Epochs."),
+    lr: float = typer.Option(5e-5, callback=positive, help="Learning rate."),
     all_scans: bool = typer.Option(False, help="Train on every scan (default: the development "
                                    "scans only, keeping the held-out ones for bench labels)."),
 ) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from ctsearch.cli.ui import console, print_table
+from ctsearch.fsutil import to_json
 from ctsearch.search.modes import QueryTarget
 
 
@@ -36,7 +36,7 @@ def query_cmd(
                           labels=tuple(label or ()), split=split, per_scan=per_scan,
                           target=target)
     if as_json:
-        print(json.dumps([h.to_dict() for h in hits], default=str))
+        print(to_json([h.to_dict() for h in hits]))
         return
     rows = [[h.rank, h.volume, f"{h.score:.3f}", h.age, h.sex, findings_cell(h.findings),
              _snippet(h.report)] for h in hits]

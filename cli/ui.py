@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -79,12 +80,28 @@ EXIT_PARTIAL = 3   # the batch finished but some items failed (each named on its
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print one error line and return the Exit to raise (usage errors: exit 2)."""
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     return typer.Exit(code)
 
 
-# expected failures: the library's own errors and a file the user named that does not exist
-EXPECTED = (CTSearchError, FileNotFoundError)
+def positive(value: float | None) -> float | None:
+    """A typer callback: a rate must be a finite number > 0."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a number > 0")
+    return value
+
+
+# expected failures: the library's own errors, and a path the user named that does not exist,
+# cannot be read or written, or is a folder where a file belongs (or the other way round)
+EXPECTED = (CTSearchError, FileNotFoundError, PermissionError, IsADirectoryError,
+            NotADirectoryError)
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of an expected error, naming the path for the OS errors."""
+    if isinstance(exc, OSError) and not isinstance(exc, CTSearchError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return str(exc) or type(exc).__name__
 DEBUG = {"tracebacks": False}
 
 
@@ -98,4 +115,4 @@ class ErrorMappingGroup(TyperGroup):
         except EXPECTED as exc:
             if DEBUG["tracebacks"]:
                 err_console.print_exception()
-            raise fail(str(exc) or type(exc).__name__) from None
+            raise fail(one_line(exc)) from None

@@ -57,11 +57,12 @@ def _index_and_query(out: Path, home: str | Path | None, workers: int, bar) -> d
     searcher = Searcher("demo", home)
     valid = [r["volume"] for r in searcher.rows if r["split"] == "valid"]
     first_valid = (valid or [searcher.rows[0]["volume"]])[0]
+    filtered = {"report": "Cardiomegaly.", "where": "age > 50"}
     queries = [
         ("report 'pleural effusion'", {"report": "Pleural effusion."}),
         (f"like {first_valid}", {"like": first_valid}),
-        ("report 'cardiomegaly', valid split, age > 50",
-         {"report": "Cardiomegaly.", "split": "valid", "where": "age > 50"}),
+        ("report 'cardiomegaly', valid split, age > 50", {**filtered, "split": "valid"})
+        if valid else ("report 'cardiomegaly', age > 50", filtered),
     ]
     record = info.to_dict()
     return {"index": {k: record[k] for k in ("name", "counts", "build_seconds", "backend")},

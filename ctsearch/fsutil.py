@@ -8,6 +8,7 @@ that reader with SIGBUS).
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import os
@@ -37,7 +38,11 @@ def free_bytes(path: str | Path) -> int | None:
 
 
 def _is_no_space(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and (exc.errno in NO_SPACE or "No space left" in str(exc))
+    """ENOSPC/EDQUOT, pyarrow's "No space left", or numpy's short write "N requested and M
+    written" (its `tofile` reports a full disk without an errno)."""
+    text = str(exc)
+    return isinstance(exc, OSError) and (exc.errno in NO_SPACE or "No space left" in text
+                                         or ("requested and" in text and "written" in text))
 
 
 @contextmanager
@@ -144,5 +149,59 @@ def write_json(path: str | Path, data: object) -> None:
 
 def write_npy(path: str | Path, array: np.ndarray) -> None:
     """Atomically write `array` (made C-contiguous) as a .npy file."""
-    with atomic_output(path, ".npy") as tmp, open(tmp, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(array))
+    with atomic_output(path, ".npy") as tmp:
+        save_npy_digest(tmp, array)
+
+
+class _HashingWriter:
+    """A write-only file that counts and hashes the exact bytes written through it."""
+
+    def __init__(self, fh):
+        self.fh, self.bytes, self.hash = fh, 0, hashlib.blake2b()
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self.fh.write(view)
+        self.hash.update(view)
+        self.bytes += view.nbytes
+        return view.nbytes
+
+
+def save_npy_digest(path: str | Path, array: np.ndarray) -> dict:
+    """Write `array` as .npy to `path` (not atomic: pass a temp path); its size and checksum.
+
+    Returns {"bytes": int, "blake2b": hex} of the exact bytes written (see `file_blake2b`).
+    """
+    with open(path, "wb") as fh:
+        writer = _HashingWriter(fh)
+        np.save(writer, np.ascontiguousarray(array))
+    return {"bytes": writer.bytes, "blake2b": writer.hash.hexdigest()}
+
+
+def file_blake2b(path: str | Path) -> str:
+    """The blake2b (64-byte digest) hex checksum of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.blake2b()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def size_problem(size: int, expected: int) -> str:
+    """"truncated: N of M bytes" (or "oversized: ...") for a file of the wrong size."""
+    word = "truncated" if size < expected else "oversized"
+    return f"{word}: {size} of {expected} bytes"
+
+
+def npy_problem(path: str | Path, size: int) -> str | None:
+    """None when the .npy header of `path` parses and its shape and dtype account for `size`."""
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as fh:
+            read = fmt.read_array_header_1_0 if fmt.read_magic(fh) == (1, 0) else \
+                fmt.read_array_header_2_0
+            shape, _, dtype = read(fh)
+            expected = fh.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    except (OSError, ValueError, TypeError, SyntaxError):
+        return "unreadable .npy header"
+    return None if size == expected else size_problem(size, expected)

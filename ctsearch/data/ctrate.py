@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
 from pathlib import Path
 
 import pyarrow as pa
 
 from ctsearch.data import fields as F
 from ctsearch.data.cases import empty_row, to_table
+from ctsearch.data.csvfile import ROW_PROBLEM, ROW_WHERE, merge_rows, read_keyed_csv
+from ctsearch.data.fswalk import entries
 from ctsearch.data.intensity import IntensityVersion, intensity_version, is_fixed_folder
 from ctsearch.data.schema import (
-    KEY_ALIASES,
     LABELS_DIR,
+    MAX_AGE_YEARS,
+    MAX_VOXELS,
     METADATA_DIR,
     PATHOLOGIES,
     REPORT_COLUMNS,
@@ -22,6 +23,9 @@ from ctsearch.data.schema import (
     SPLIT_DIRS,
 )
 from ctsearch.errors import CTRateError, MissingFileError
+
+__all__ = ["CTRateError", "find_dataset_dir", "is_ctrate_tree", "read_ctrate", "read_keyed_csv",
+           "scan_volumes"]
 
 log = logging.getLogger(__name__)
 
@@ -49,43 +53,40 @@ def is_ctrate_tree(root: str | Path) -> bool:
     return any((ds / n).is_dir() for n in names)
 
 
-def _subdirs(path: Path) -> list[Path]:
-    return sorted(Path(e.path) for e in os.scandir(path) if e.is_dir())
+def _volume_files(top: Path) -> list[Path]:
+    """`<top>/<split>_<P>/<split>_<P>_<S>/*.nii(.gz)`; loops and dead links warned and skipped."""
+    out = []
+    for patient in entries(top)[1]:
+        for scan in entries(patient)[1]:
+            out += [f for f in entries(scan)[0] if f.name.endswith((".nii.gz", ".nii"))]
+    return out
 
 
 def scan_volumes(dataset_dir: Path) -> dict[str, Path]:
-    """Walk `<split>/<split>_<P>/<split>_<P>_<S>/*.nii.gz`; v2 `*_fixed` copies win over v1."""
-    found: dict[str, Path] = {}
+    """Walk `<split>/<split>_<P>/<split>_<P>_<S>/*.nii.gz` -> {volume name: resolved path}.
+
+    A v2 copy under `*_fixed` replaces the v1 file of the same name (logged). Any other name
+    found twice (two patient folders, or `.nii` beside `.nii.gz`) is a CTRateError naming both
+    files, since one would silently take the other's report and labels.
+    """
+    found: dict[str, tuple[Path, Path, bool]] = {}
     for split_dir in sorted(SPLIT_DIRS, key=lambda s: s.endswith("_fixed")):
-        top = dataset_dir / split_dir
-        if not top.is_dir():
-            continue
-        for patient in _subdirs(top):
-            for scan in _subdirs(patient):
-                for entry in os.scandir(scan):
-                    if entry.name.endswith((".nii.gz", ".nii")):
-                        found[F.volume_key(entry.name)] = Path(entry.path).resolve()
-    return found
+        top, fixed = dataset_dir / split_dir, split_dir.endswith("_fixed")
+        for path in _volume_files(top) if top.is_dir() else []:
+            key, real = F.volume_key(path.name), path.resolve()
+            if key in found and found[key][1] != real:
+                _check_replace(key, found[key], path, fixed)
+            found[key] = (path, real, fixed)
+    return {key: real for key, (_, real, _) in found.items()}
 
 
-def read_keyed_csv(path: Path) -> tuple[list[str], dict[str, dict]]:
-    """CSV -> (header, rows keyed by normalised VolumeName / AccessionNo)."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            return _keyed_rows(path, csv.DictReader(fh))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise CTRateError(f"{path}: unreadable CSV ({exc})") from None
-
-
-def _keyed_rows(path: Path, reader: csv.DictReader) -> tuple[list[str], dict[str, dict]]:
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
-    key = next((k for k in KEY_ALIASES if k in header), None)
-    if key is None:
-        names = " or ".join(KEY_ALIASES)
-        raise CTRateError(f"{path}: no {names} column (header: {header[:5]})")
-    rows = {F.volume_key(r[key]): r for r in reader if (r.get(key) or "").strip()}
-    return header, rows
+def _check_replace(key: str, old: tuple[Path, Path, bool], path: Path, fixed: bool) -> None:
+    """Allow only a v2 `*_fixed` copy to replace a v1 file of the same volume name."""
+    if fixed and not old[2]:
+        log.info("%s: the v2 copy %s replaces the v1 file %s (CT-RATE *_fixed rule)", key, path,
+                 old[0])
+        return
+    raise CTRateError(f"volume {key} is found twice: {old[0]} and {path}; keep one of them")
 
 
 def read_csv_dir(folder: Path, required: tuple[str, ...] = ()) -> dict[str, dict]:
@@ -94,23 +95,18 @@ def read_csv_dir(folder: Path, required: tuple[str, ...] = ()) -> dict[str, dict
     if not folder.is_dir():
         log.warning("%s: folder missing; its columns will be empty", folder)
         return merged
-    for path in sorted(folder.glob("*.csv")):
+    for path in (f for f in entries(folder)[0] if f.name.endswith(".csv")):
         header, rows = read_keyed_csv(path)
         missing = [c for c in required if c not in header]
         if missing:
             log.warning("%s: missing column(s) %s; left empty", path, ", ".join(missing))
-        merged.update(rows)
+        merge_rows(merged, rows)
     return merged
 
 
 def _label_values(row: dict | None) -> dict:
-    """The 18 labels joined by column name (not position); absent -> null."""
-    out = {}
-    for name in PATHOLOGIES:
-        cell = (row or {}).get(name)
-        value = F.parse_float(cell, name) if cell is not None else None
-        out[name] = None if value is None else int(value > 0)
-    return out
+    """The 18 labels joined by column name (not position); absent -> null; not 0/1 -> error."""
+    return {name: F.parse_label((row or {}).get(name), name) for name in PATHOLOGIES}
 
 
 def _report_values(row: dict | None) -> dict:
@@ -123,8 +119,8 @@ def _metadata_values(row: dict) -> dict:
     z = F.parse_float(row.get("ZSpacing"), "ZSpacing")
     dims = [F.parse_float(row.get(c), c) for c in ("NumberofSlices", "Columns", "Rows")]
     return {
-        "spacing": [z, xy, xy] if xy and z else None,
-        "shape": [int(d) for d in dims] if all(d is not None for d in dims) else None,
+        "spacing": [z, xy, xy] if xy is not None and z is not None else None,
+        "shape": dims if all(d is not None for d in dims) else None,
         "slope": F.parse_float(row.get("RescaleSlope"), "RescaleSlope"),
         "intercept": F.parse_float(row.get("RescaleIntercept"), "RescaleIntercept"),
         "age": F.parse_age(row.get("PatientAge")),
@@ -136,17 +132,45 @@ def _metadata_values(row: dict) -> dict:
     }
 
 
-def _metadata_or_problem(path: Path, meta: dict | None) -> tuple[dict, str | None]:
-    """Parse one metadata row; an unreadable cell becomes the row's problem."""
+def _metadata_problem(values: dict) -> str | None:
+    """Spacing outside `SPACING_MM`, a rescale slope <= 0, or an impossible matrix size."""
+    if values["spacing"] is not None and (problem := F.spacing_problem(values["spacing"])):
+        return f"metadata XYSpacing/ZSpacing: {problem}"
+    if values["slope"] is not None and values["slope"] <= 0:
+        return f"RescaleSlope={values['slope']:g} (a CT rescale slope is positive)"
+    if values["shape"] is not None and not _is_matrix(values["shape"]):
+        return f"NumberofSlices/Columns/Rows {values['shape']} is not a CT matrix size"
+    return None
+
+
+def _is_matrix(shape: list[float]) -> bool:
+    """Whole positive voxel counts, at most `MAX_VOXELS` in all."""
+    return (all(d >= 1 and d == int(d) for d in shape)
+            and shape[0] * shape[1] * shape[2] <= MAX_VOXELS)
+
+
+def _plausible_age(volume: str, where: str, values: dict, cell: str | None) -> None:
+    """An age above `MAX_AGE_YEARS` becomes unknown (null), with one warning."""
+    if values.get("age") is not None and values["age"] > MAX_AGE_YEARS:
+        log.warning("%s (%s): PatientAge=%s is over %d years; read as unknown", where, volume,
+                    (cell or "").strip(), MAX_AGE_YEARS)
+        values["age"] = None
+
+
+def _metadata_or_problem(volume: str, meta: dict | None) -> tuple[dict, str | None]:
+    """Parse one metadata row; an unreadable or implausible cell becomes the row's problem."""
     if meta is None:
         return {}, None
+    where = meta.get(ROW_WHERE, "metadata")
     try:
         values = _metadata_values(meta)
     except F.FieldError as exc:
-        return {}, f"unreadable metadata: {exc}"
-    if values["spacing"] is not None and min(values["spacing"]) <= 0:
-        return values, f"zero or negative spacing in metadata {values['spacing']}"
-    return values, None
+        return {}, f"{where}: unreadable metadata: {exc}"
+    problem = _metadata_problem(values)
+    _plausible_age(volume, where, values, meta.get("PatientAge"))
+    shape = values["shape"]
+    values["shape"] = [int(d) for d in shape] if shape and _is_matrix(shape) else None
+    return values, problem and f"{where}: {problem}"
 
 
 def _intensity(path: Path, override: IntensityVersion) -> tuple[str, str]:
@@ -163,14 +187,18 @@ def build_row(volume: str, path: Path, csvs: dict, override: IntensityVersion) -
     row = empty_row()
     row.update(F.parse_volume_name(volume), volume=volume, path=str(path), source="ctrate")
     row["intensity_version"], row["intensity_source"] = _intensity(path, override)
-    meta = csvs["metadata"].get(volume)
-    values, problem = _metadata_or_problem(path, meta)
-    row.update(values, in_metadata=meta is not None, problem=problem)
+    meta, labels = csvs["metadata"].get(volume), csvs["labels"].get(volume)
+    values, meta_problem = _metadata_or_problem(volume, meta)
+    row.update(values, in_metadata=meta is not None)
+    problems = [r[ROW_PROBLEM] for r in (meta, labels, csvs["reports"].get(volume))
+                if r and ROW_PROBLEM in r]
+    problems.append(meta_problem)
     try:
-        row.update(_label_values(csvs["labels"].get(volume)))
+        row.update(_label_values(labels))
     except F.FieldError as exc:
-        row["problem"] = f"unreadable label: {exc}"
+        problems.append(f"{labels[ROW_WHERE]}: unreadable label: {exc}")
     row.update(_report_values(csvs["reports"].get(volume)))
+    row["problem"] = "; ".join(dict.fromkeys(p for p in problems if p)) or None
     return row
 
 
@@ -206,6 +234,15 @@ def read_ctrate(
         intensity: v1 | v2 | hu forces that version for every volume; auto (or None) decides
             per volume: folder `*_fixed` -> v2, else `auto`, decided from the values by
             `load_volume(..., version=row["intensity_version"])` and the pipeline alike.
+
+    One bad input costs one volume: its row gets a `problem` (naming the CSV file and line)
+    and the others are read as usual. Problems: a CSV row that cannot be trusted (see
+    `csvfile.read_keyed_csv`), an unreadable metadata cell, spacing outside
+    `schema.SPACING_MM`, RescaleSlope <= 0, an impossible matrix size, a label other than 0/1.
+    A PatientAge over `schema.MAX_AGE_YEARS` is read as null with a warning. Symlink loops and
+    dead links are skipped with a warning. A volume name found twice (two patient folders, or
+    `.nii` beside `.nii.gz`) is a CTRateError naming both files; only a v2 `*_fixed` copy
+    replaces its v1 file (logged).
     """
     intensity = intensity_version(intensity)
     ds = find_dataset_dir(root)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ctsearch.data.fields import spacing_problem
 from ctsearch.data.intensity import IntensityVersion
+from ctsearch.data.schema import MAX_AGE_YEARS
 from ctsearch.errors import VolumeError
 
 log = logging.getLogger(__name__)
@@ -95,8 +97,8 @@ def read_dicom_series(folder: Path, *, spacing=None):
         raise VolumeError(folder, "slices share one position (zero slice spacing)")
     model, perm, how = orient(folder, hu, affine)
     zooms = tuple(float(z) for z in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
-    if min(zooms) <= 0:
-        raise VolumeError(folder, f"zero or negative voxel spacing {zooms}")
+    if problem := spacing_problem(zooms):
+        raise VolumeError(folder, problem)
     return LoadedVolume(model, 1.0, 0.0, _model_spacing(folder, zooms, perm, spacing),
                         IntensityVersion.hu,
                         "DICOM RescaleSlope/Intercept applied per slice", "DICOM " + how,
@@ -110,8 +112,13 @@ def series_metadata(folder: Path) -> dict:
     from ctsearch.data import fields as F
 
     ds = pydicom.dcmread(str(series_files(folder)[0]), stop_before_pixels=True)
+    age = F.parse_age(str(getattr(ds, "PatientAge", "") or ""))
+    if age is not None and age > MAX_AGE_YEARS:
+        log.warning("%s: PatientAge=%s is over %d years; read as unknown", folder,
+                    ds.PatientAge, MAX_AGE_YEARS)
+        age = None
     return {
-        "age": F.parse_age(str(getattr(ds, "PatientAge", "") or "")),
+        "age": age,
         "sex": F.parse_sex(str(getattr(ds, "PatientSex", "") or "")),
         "manufacturer": F.normalise_manufacturer(str(getattr(ds, "Manufacturer", "") or "")),
         "manufacturer_raw": str(getattr(ds, "Manufacturer", "") or "") or None,

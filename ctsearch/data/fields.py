@@ -6,6 +6,7 @@ import ast
 import math
 import re
 
+from ctsearch.data.schema import SPACING_MM
 from ctsearch.errors import FieldError
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([YMWD]?)\s*$", re.IGNORECASE)
@@ -33,6 +34,33 @@ def parse_float(value: str | None, column: str = "") -> float | None:
     if not math.isfinite(out):
         raise FieldError(f"{column}={value!r} is not finite")
     return out
+
+
+def parse_label(value: str | None, column: str = "") -> int | None:
+    """A 0/1 label cell ("1", "0.0") -> int; empty -> None; any other value -> FieldError."""
+    number = parse_float(value, column)
+    if number is None:
+        return None
+    if number not in (0.0, 1.0):
+        raise FieldError(f"{column}={(value or '').strip()} is not 0 or 1")
+    return int(number)
+
+
+def spacing_problem(spacing) -> str | None:
+    """None when every voxel size is finite and inside `SPACING_MM`, else the problem in words.
+
+    One rule for header spacing (NIfTI, DICOM) and CT-RATE metadata spacing alike.
+    """
+    values = tuple(float(s) for s in spacing)
+    shown = "(" + ", ".join(f"{v:g}" for v in values) + ")"
+    lo, hi = SPACING_MM
+    if not all(math.isfinite(v) for v in values):
+        return f"voxel spacing {shown} is not finite"
+    if min(values) <= 0:
+        return f"zero or negative voxel spacing {shown}"
+    if min(values) < lo or max(values) > hi:
+        return f"implausible voxel spacing {shown} mm (a CT voxel is {lo:g} to {hi:g} mm)"
+    return None
 
 
 def parse_list(value: str | None, column: str = "") -> list:
@@ -102,7 +130,7 @@ def parse_volume_name(name: str) -> dict:
     """`valid_53_a_1.nii.gz` -> split, patient, scan, reconstruction (CT-RATE naming)."""
     stem = volume_key(name)[: -len(".nii.gz")]
     parts = stem.split("_")
-    if len(parts) != 4 or not parts[3].isdigit():
+    if len(parts) != 4 or not parts[3].isdigit() or len(parts[3]) > 9:
         return {"split": None, "patient": None, "scan": None, "reconstruction": None}
     split, pid, scan, rec = parts
     return {

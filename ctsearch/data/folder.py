@@ -3,44 +3,39 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pyarrow as pa
 
 from ctsearch.data.cases import empty_row, to_table
 from ctsearch.data.dicom import is_dicom_file, series_metadata
+from ctsearch.data.fswalk import walk
 from ctsearch.data.intensity import IntensityVersion
-from ctsearch.data.volume import header_is_blank, orient
+from ctsearch.data.volume import header_geometry, read_header
 from ctsearch.errors import MissingFileError, VolumeError
 
 log = logging.getLogger(__name__)
 
 
 def find_inputs(root: Path) -> tuple[list[Path], list[Path]]:
-    """(NIfTI files, DICOM series folders) under `root`."""
+    """(NIfTI files, DICOM series folders) under `root`; folder links are followed, symlink
+    loops and dead links skipped with a warning (see `fswalk.walk`)."""
     niftis, series = [], []
-    for dirpath, _, files in os.walk(root):
-        folder = Path(dirpath)
-        niftis += [folder / f for f in files if f.endswith((".nii", ".nii.gz"))]
-        if sum(1 for f in files if is_dicom_file(folder / f)) >= 2:
+    for folder, files in walk(root):
+        niftis += [f for f in files if f.name.endswith((".nii", ".nii.gz"))]
+        if sum(1 for f in files if is_dicom_file(f)) >= 2:
             series.append(folder)
     return sorted(niftis), sorted(series)
 
 
 def nifti_geometry(path: Path) -> tuple[list[float] | None, list[int]]:
-    """Spacing and shape in model order from the header alone (spacing None if blank)."""
-    header = nib.load(str(path)).header
-    shape = header.get_data_shape()[:3]
-    blank = header_is_blank(header)
-    dummy = np.empty(shape, dtype=np.uint8)
-    _, perm, _ = orient(path, dummy, None if blank else header.get_best_affine())
-    aff = header.get_best_affine()
-    zooms = np.sqrt((aff[:3, :3] ** 2).sum(axis=0))
-    spacing = None if blank else [float(zooms[p]) for p in perm]
-    return spacing, [int(shape[p]) for p in perm]
+    """Spacing and shape in model order from the header alone (spacing None if blank).
+
+    Raises VolumeError for what `read_volume` would refuse from the header: a corrupt gzip, no
+    NIfTI header, a 1-bit/complex/RGB image, not 3D, too many voxels, implausible spacing.
+    """
+    path = Path(path)
+    return header_geometry(path, read_header(path))
 
 
 def _name(root: Path, path: Path) -> str:
@@ -63,8 +58,8 @@ def nifti_row(root: Path, path: Path) -> dict:
     row = _base_row(root, path, "nifti")
     try:
         row["spacing"], row["shape"] = nifti_geometry(path)
-    except (OSError, ValueError, nib.filebasedimages.ImageFileError, VolumeError) as exc:
-        row["problem"] = f"unreadable NIfTI header ({exc})"
+    except VolumeError as exc:
+        row["problem"] = exc.problem
     return row
 
 

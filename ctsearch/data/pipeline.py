@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -16,13 +17,29 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ctsearch.data.cache import (  # noqa: F401 - cache_file etc. re-exported (public API)
+    StatCache,
+    cache_file,
+    cache_key,
+    cached_record,
+    check_cached,
+    discard_cache_file,
+    verify_cache_file,
+    warn_repaired,
+    write_output,
+)
 from ctsearch.data.cases import write_cases
 from ctsearch.data.config import PreprocessCfg, PreprocessPreset, preset
 from ctsearch.data.intensity import IntensityVersion, intensity_version
 from ctsearch.data.transforms import preprocess
 from ctsearch.data.volume import read_volume
-from ctsearch.errors import MissingFileError, UsageError
-from ctsearch.fsutil import atomic_output, write_json
+from ctsearch.errors import DataError, DiskFull, MissingFileError, UsageError
+from ctsearch.fsutil import (
+    atomic_output,
+    no_space,
+    sweep_temps,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +81,6 @@ class RunSummary:
         return not self.failed
 
 
-def cache_key(content_digest: str, cfg: PreprocessCfg, job: Job) -> str:
-    """Content address of one output: input bytes + preprocess config + rescale parameters."""
-    blob = f"{content_digest}|{cfg.digest()}|{job.params()}".encode()
-    return hashlib.sha1(blob).hexdigest()[:24]
-
-
-def cache_file(out_dir: Path, key: str, ext: str = ".npy") -> Path:
-    """Where the output (`.npy`) or its sidecar (`.json`) of cache key `key` lives."""
-    return out_dir / "volumes" / key[:2] / f"{key}{ext}"
-
-
 def row_version(row: dict, intensity: IntensityVersion = IntensityVersion.auto
                 ) -> IntensityVersion:
     """The version a case row is loaded with: the run's override, the row's override, or auto.
@@ -103,28 +109,47 @@ def jobs_from_cases(cases: pa.Table, intensity: str | IntensityVersion | None = 
     return jobs
 
 
-def _process(job: Job, cfg_dict: dict, out_dir: str) -> dict:
-    """Worker: hash, skip if cached, else load + preprocess + write atomically."""
+def _process(job: Job, cfg_dict: dict, out_dir: str, verify: bool = False) -> dict:
+    """Worker: one volume's record; its failure, however unexpected, is recorded, not raised.
+
+    Only DiskFull (any ENOSPC while writing) and KeyboardInterrupt stop the run.
+    """
+    try:
+        with no_space(out_dir):
+            return _process_one(job, PreprocessCfg.from_dict(cfg_dict), Path(out_dir), verify)
+    except DiskFull:
+        raise
+    except Exception as exc:  # a bug or a library surprise: costs this volume, not the batch
+        error = f"{job.path}: internal error ({type(exc).__name__}: {exc})"
+        return {**_failed(job, error), "traceback": traceback.format_exc()}
+
+
+def _failed(job: Job, error: str) -> dict:
+    return {"volume": job.volume, "status": "failed", "error": error, "path": job.path}
+
+
+def _process_one(job: Job, cfg: PreprocessCfg, out: Path, verify: bool) -> dict:
+    """Hash, reuse an intact cached output, else load + preprocess + write atomically."""
     start = time.perf_counter()
-    cfg, out = PreprocessCfg.from_dict(cfg_dict), Path(out_dir)
     try:
         raw, digest = _read_input(Path(job.path))
     except OSError as exc:
-        return {"volume": job.volume, "status": "failed", "error": f"{job.path}: {exc}"}
+        return _failed(job, f"{job.path}: {exc}")
     key = cache_key(digest, cfg, job)
-    if cache_file(out, key).exists():
-        return {**_cached_record(out, key, job, digest), "path": job.path}
+    file, damaged = cache_file(out, key), None
+    if file.exists() and (damaged := check_cached(file, verify)) is None:
+        return {**cached_record(out, key, job, digest), "path": job.path}
     try:
         vol = read_volume(job.path, job.slope, job.intercept, version=job.version,
                           spacing=job.spacing, raw=raw)
         del raw
         x = preprocess(vol.stored, vol.spacing, cfg, dtype=cfg.cache_dtype, slope=vol.slope,
                        offset=vol.offset)
-    except (ValueError, FileNotFoundError) as exc:  # DataError/VolumeError and their kin
-        return {"volume": job.volume, "status": "failed", "error": str(exc)}
+    except (DataError, FileNotFoundError) as exc:  # VolumeError, MissingFileError, ...
+        return _failed(job, str(exc))
     record = {**_record(job, key, digest, vol, time.perf_counter() - start), "path": job.path}
-    _write_output(out, key, x, record)
-    return record
+    write_output(out, key, x, record)
+    return {**record, "repaired": damaged} if damaged else record
 
 
 def _read_input(path: Path) -> tuple[bytes | None, str]:
@@ -149,81 +174,32 @@ def _record(job: Job, key: str, digest: str, vol, seconds: float) -> dict:
     }
 
 
-def _cached_record(out: Path, key: str, job: Job, digest: str) -> dict:
-    record = json.loads(cache_file(out, key, ".json").read_text())
-    return {**record, "volume": job.volume, "status": "skipped", "content": digest}
-
-
-def _write_output(out: Path, key: str, x: np.ndarray, record: dict) -> None:
-    """Sidecar JSON first, then the array; the array's existence marks the volume done."""
-    write_json(cache_file(out, key, ".json"), record)
-    with atomic_output(cache_file(out, key), ".npy") as tmp, open(tmp, "wb") as fh:
-        np.save(fh, x)
-
-
-class StatCache:
-    """path -> (size, mtime_ns, content digest): unchanged files are skipped without reading."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.entries: dict[str, list] = json.loads(path.read_text()) if path.exists() else {}
-        self._since_save = 0
-
-    def split_known(self, jobs: list[Job], cfg: PreprocessCfg, out: Path):
-        """(records of cached jobs whose file is unchanged, jobs that must run)."""
-        known, todo = [], []
-        for job in jobs:
-            digest = self._digest(job.path)
-            key = cache_key(digest, cfg, job) if digest else None
-            if key and cache_file(out, key).exists():
-                known.append({**_cached_record(out, key, job, digest), "path": job.path})
-            else:
-                todo.append(job)
-        return known, todo
-
-    def _digest(self, path: str) -> str | None:
-        entry = self.entries.get(path)
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        return entry[2] if entry and entry[:2] == [st.st_size, st.st_mtime_ns] else None
-
-    def note(self, rec: dict) -> None:
-        """Remember the digest of a finished file; save every 50 volumes (crash safety)."""
-        if rec.get("content") and rec.get("path"):
-            st = os.stat(rec["path"])
-            self.entries[rec["path"]] = [st.st_size, st.st_mtime_ns, rec["content"]]
-            self._since_save += 1
-        if self._since_save >= 50:
-            self.save()
-
-    def save(self) -> None:
-        write_json(self.path, self.entries)
-        self._since_save = 0
-
-
 def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
 
 
-def _run_jobs(jobs: list[Job], cfg: PreprocessCfg, out: Path, workers: int):
-    """Yield worker records as they finish (inline when workers <= 1)."""
+def _run_jobs(jobs: list[Job], cfg: PreprocessCfg, out: Path, workers: int, verify: bool):
+    """Yield worker records as they finish (inline when workers <= 1).
+
+    A worker's DiskFull propagates; the volumes not yet started are cancelled.
+    """
     if workers <= 1:
         for job in jobs:
-            yield _process(job, cfg.to_dict(), str(out))
+            yield _process(job, cfg.to_dict(), str(out), verify)
         return
     import multiprocessing as mp
 
     threads = max(1, (os.cpu_count() or 1) // workers)
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(threads,)) as pool:
-        futures = [pool.submit(_process, job, cfg.to_dict(), str(out)) for job in jobs]
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads,))
+    try:
+        futures = [pool.submit(_process, job, cfg.to_dict(), str(out), verify) for job in jobs]
         for fut in as_completed(futures):
             yield fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def preprocess_cases(
@@ -234,31 +210,46 @@ def preprocess_cases(
     workers: int = 1,
     intensity: str | IntensityVersion | None = IntensityVersion.auto,
     progress: Progress | None = None,
+    verify: bool = False,
 ) -> RunSummary:
     """Preprocess every case into `out_dir` (cache, `index.parquet`, `preprocess.json`).
 
     Unchanged inputs with an unchanged config are skipped; a killed run resumes, redoing at
-    most the volumes that were in flight. Bad volumes are reported one line each and the
-    batch goes on; `summary.ok` is False when any failed. `intensity` v1 | v2 | hu forces the
-    version of every row; auto keeps each row's own (see `row_version`).
+    most the volumes that were in flight (its temp files are swept first). Bad volumes are
+    reported one line each and the batch goes on; `summary.ok` is False when any failed.
+    Cached outputs are verified (size, header; with `verify` also the checksum) and rebuilt
+    when damaged. DiskFull stops the run, leaving the previous run's files in place.
+    `intensity` v1 | v2 | hu forces the version of every row; auto keeps each row's own.
     """
     cfg, out, intensity = cfg or PreprocessCfg(), Path(out_dir), intensity_version(intensity)
+    check_run_args(out, workers=workers)
     start = time.perf_counter()
-    write_cases(cases, out / "cases.parquet")
+    if swept := sweep_temps(out):
+        log.info("%s: removed %d temp file(s) of a killed run", out, swept)
     summary = RunSummary(str(out), cfg.to_dict())
     jobs = jobs_from_cases(cases, intensity)
     runnable = [j for j in jobs if not _reject(j, summary)]
     stats = StatCache(out / "stat_cache.json")
-    known, runnable = stats.split_known(runnable, cfg, out)
-    records = _collect(_chain(known, _run_jobs(runnable, cfg, out, workers)), summary,
+    known, runnable = stats.split_known(runnable, cfg, out, verify=verify)
+    records = _collect(_chain(known, _run_jobs(runnable, cfg, out, workers, verify)), summary,
                        len(jobs), progress, stats)
     summary.seconds = round(time.perf_counter() - start, 3)
     summary.files = {r["volume"]: {"key": r["key"], "file": str(cache_file(out, r["key"]))}
                      for r in records}
     stats.save()
+    write_cases(cases, out / "cases.parquet")
     _write_index(out, records)
     write_json(out / "preprocess.json", _summary_json(summary, records))
     return summary
+
+
+def check_run_args(out_dir: str | Path, *, workers: int) -> None:
+    """UsageError for a worker count below 1 or an output folder that is an existing file."""
+    if workers < 1:
+        raise UsageError(f"workers must be at least 1, got {workers}")
+    if Path(out_dir).is_file():
+        raise UsageError(f"{out_dir}: is an existing file, not a folder for the preprocessed "
+                         "output")
 
 
 def preprocess_tree(
@@ -269,6 +260,7 @@ def preprocess_tree(
     workers: int = 1,
     intensity: str | IntensityVersion | None = IntensityVersion.auto,
     progress: Progress | None = None,
+    verify: bool = False,
 ) -> RunSummary:
     """Read a data root (CT-RATE tree or plain folder) and preprocess all of it.
 
@@ -276,10 +268,11 @@ def preprocess_tree(
     """
     from ctsearch.data.ingest import read_any
 
+    check_run_args(out_dir, workers=workers)
     cfg = preset(cfg) if isinstance(cfg, str) else cfg
     intensity = intensity_version(intensity)
     return preprocess_cases(read_any(data, intensity), out_dir, cfg, workers=workers,
-                            intensity=intensity, progress=progress)
+                            intensity=intensity, progress=progress, verify=verify)
 
 
 def _reject(job: Job, summary: RunSummary) -> bool:
@@ -300,9 +293,14 @@ def _collect(results, summary: RunSummary, total: int, progress: Progress | None
     records = []
     for rec in results:
         stats.note(rec)
+        if rec.get("repaired"):
+            warn_repaired(rec["volume"], cache_file(Path(summary.out_dir), rec["key"]),
+                           rec["repaired"])
         if rec["status"] == "failed":
             summary.failed.append({"volume": rec["volume"], "error": rec["error"]})
             log.error("%s", rec["error"])
+            if rec.get("traceback"):
+                log.debug("%s", rec["traceback"])
         else:
             (summary.done if rec["status"] == "done" else summary.skipped).append(rec["volume"])
             records.append(rec)
@@ -336,11 +334,14 @@ _INDEX_SCHEMA = pa.schema([(n, pa.string()) for n in (
 
 
 def open_preprocessed(out_dir: str | Path, volume: str) -> np.ndarray:
-    """Memory-map one preprocessed volume (D, H, W) from a finished run."""
+    """Memory-map one preprocessed volume (D, H, W) from a finished run (cheaply verified)."""
     path = Path(out_dir) / "index.parquet"
     if not path.exists():
         raise MissingFileError(f"{path}: no such file (not a finished preprocessing run)")
     match = [r for r in pq.read_table(path).to_pylist() if r["volume"] == volume]
     if not match:
         raise UsageError(f"volume {volume!r} is not in {path}")
-    return np.load(match[0]["file"], mmap_mode="r")
+    if problem := verify_cache_file(file := match[0]["file"]):
+        raise DataError(f"{file}: damaged preprocessed volume {volume!r} ({problem}); "
+                        "preprocess again to rebuild it")
+    return np.load(file, mmap_mode="r")

@@ -1,4 +1,4 @@
-"""CT-RATE names as data: the 18 abnormalities, CSV columns and the case-table columns."""
+"""CT-RATE names as data: the 18 abnormalities, CSV columns, plausibility limits of a CT."""
 
 PATHOLOGIES: tuple[str, ...] = (
     "Medical material",
@@ -51,3 +51,8 @@ METADATA_FILES = {"train": "train_metadata.csv", "valid": "validation_metadata.c
 REPORTS_DIR = "radiology_text_reports"
 LABELS_DIR = "multi_abnormality_labels"
 METADATA_DIR = "metadata"
+
+# Plausibility limits of a CT (README "Reliability"), applied by the readers.
+SPACING_MM = (0.05, 30.0)   # every voxel size, from a header or the metadata, lies in this range
+MAX_VOXELS = 2**29          # 512 x 512 x 2048; larger headers are refused before allocating
+MAX_AGE_YEARS = 130         # PatientAge above it is read as unknown (null) with a warning

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import logging
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +14,9 @@ import nibabel as nib
 import numpy as np
 from nibabel import orientations as ornt_mod
 
+from ctsearch.data.fields import spacing_problem
 from ctsearch.data.intensity import IntensityVersion, decide_intensity, intensity_version
+from ctsearch.data.schema import MAX_VOXELS
 from ctsearch.errors import MissingFileError, VolumeError
 
 log = logging.getLogger(__name__)
@@ -68,14 +72,22 @@ def read_nifti_bytes(path: Path, raw: bytes | None = None) -> tuple[nib.Nifti1He
     if raw[:2] == b"\x1f\x8b":
         raw = _gunzip(path, raw)
     header = _parse_header(path, raw)
-    shape = header.get_data_shape()
-    dtype = header.get_data_dtype()
-    offset = int(header.get_data_offset())
-    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) < need:
-        raise VolumeError(path, f"truncated file: {len(raw)} of {need} bytes")
-    data = np.ndarray(shape, dtype=dtype, buffer=raw, offset=offset, order="F")
+    check_header(path, header)
+    _check_size(path, header, len(raw))
+    data = np.ndarray(header.get_data_shape(), dtype=header.get_data_dtype(), buffer=raw,
+                      offset=int(header.get_data_offset()), order="F")
     return header, data
+
+
+def _check_size(path: Path, header: nib.Nifti1Header, size: int) -> None:
+    """Refuse (uncompressed) file bytes shorter than the header's data offset + voxel bytes."""
+    offset = int(header.get_data_offset())
+    if offset < 0:
+        raise VolumeError(path, f"negative data offset {offset} in the header")
+    voxels = int(np.prod(header.get_data_shape(), dtype=np.int64))
+    need = offset + voxels * header.get_data_dtype().itemsize
+    if size < need:
+        raise VolumeError(path, f"truncated file: {size} of {need} bytes")
 
 
 def _parse_header(path: Path, raw: bytes) -> nib.Nifti1Header:
@@ -91,11 +103,75 @@ def _parse_header(path: Path, raw: bytes) -> nib.Nifti1Header:
     header = cls.from_fileobj(io.BytesIO(raw[: cls.template_dtype.itemsize]), check=False)
     if bytes(header["magic"]).rstrip(b"\x00") not in (b"n+1", b"ni1", b"n+2"):
         raise VolumeError(path, "not a NIfTI file (bad magic)")
+    _check_dtype(path, header)
+    return header
+
+
+def _check_dtype(path: Path, header: nib.Nifti1Header) -> None:
+    """Only integer and real-number voxels are CT intensities (not 1-bit, complex or RGB)."""
+    code = int(header["datatype"])
+    if code == 1:
+        raise VolumeError(path, "1-bit (DT_BINARY) images are not CT volumes")
     try:
-        header.get_data_dtype()
+        kind = header.get_data_dtype().kind
     except KeyError:
-        code = int(header["datatype"])
         raise VolumeError(path, f"unsupported NIfTI data type code {code}") from None
+    if kind not in "iuf" or code == 1536:  # 1536: float128, unreadable here
+        label = nib.nifti1.data_type_codes.label[code]
+        raise VolumeError(path, f"{label} images (NIfTI data type {code}) are not CT volumes")
+
+
+def _shape_problem(shape: tuple[int, ...]) -> str | None:
+    """Why `shape` is not one 3D volume (a 4D image with one frame counts as 3D), or None."""
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        return f"expected a 3D volume, got {len(shape)}D shape {shape}"
+    if min(shape) < 2:
+        return f"expected a 3D volume, got a single slice {shape}"
+    return None
+
+
+def check_header(path: Path, header: nib.Nifti1Header) -> tuple[int, ...]:
+    """The image shape the header announces, refused before any allocation when it is not one
+    3D volume or holds more than `MAX_VOXELS` voxels."""
+    dim = [int(d) for d in header["dim"]]
+    if not 1 <= dim[0] <= 7 or min(dim[1:dim[0] + 1]) < 1:
+        raise VolumeError(path, f"bad dimensions {dim[:dim[0] + 1]} in the header")
+    shape = tuple(dim[1:dim[0] + 1])
+    if problem := _shape_problem(shape):
+        raise VolumeError(path, problem)
+    voxels = int(np.prod(shape, dtype=np.int64))
+    if voxels > MAX_VOXELS:
+        raise VolumeError(path, f"header announces {shape} = {voxels} voxels, more than a CT "
+                          f"volume holds (at most {MAX_VOXELS})")
+    return shape
+
+
+def read_header(path: str | Path) -> nib.Nifti1Header:
+    """The checked header of a `.nii`/`.nii.gz` file, reading only its first bytes.
+
+    Everything `read_volume` refuses from the header alone is refused here too (VolumeError);
+    an uncompressed file must also be long enough for its voxels. Damage inside a gzip stream
+    past the header shows when the volume is read.
+    """
+    path = Path(path)
+    size = nib.Nifti2Header.template_dtype.itemsize
+    try:
+        with open(path, "rb") as fh:
+            head, packed = fh.read(size), False
+            if head[:2] == b"\x1f\x8b":
+                fh.seek(0)
+                head, packed = gzip.GzipFile(fileobj=fh).read(size), True
+            file_size = os.fstat(fh.fileno()).st_size
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise VolumeError(path, f"corrupt or truncated gzip ({exc})") from None
+    except OSError as exc:
+        raise VolumeError(path, f"unreadable ({exc.strerror or exc})") from None
+    header = _parse_header(path, head)
+    check_header(path, header)
+    if not packed:  # a gzip file's data is checked when it is read
+        _check_size(path, header, file_size)
     return header
 
 
@@ -106,13 +182,9 @@ def header_is_blank(header: nib.Nifti1Header) -> bool:
 
 def _squeeze_to_3d(path: Path, data: np.ndarray) -> np.ndarray:
     """Accept 3D (or 4D with one frame); reject 2D and true 4D images."""
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise VolumeError(path, f"expected a 3D volume, got {data.ndim}D shape {data.shape}")
-    if min(data.shape) < 2:
-        raise VolumeError(path, f"expected a 3D volume, got a single slice {data.shape}")
-    return data
+    if problem := _shape_problem(data.shape):
+        raise VolumeError(path, problem)
+    return data[..., 0] if data.ndim == 4 else data
 
 
 def _check_finite(path: Path, stored: np.ndarray) -> None:
@@ -158,13 +230,24 @@ def _zooms(path: Path, header: nib.Nifti1Header, blank: bool) -> tuple[float, ..
     if blank:
         return None
     pixdim = [float(p) for p in header["pixdim"][1:4]]
-    if int(header["sform_code"]) == 0 and min(pixdim) <= 0:
-        raise VolumeError(path, f"zero or negative voxel spacing {tuple(pixdim)}")
+    if int(header["sform_code"]) == 0 and (problem := spacing_problem(pixdim)):
+        raise VolumeError(path, problem)  # the qform is built from pixdim
     aff = header.get_best_affine()
     zooms = tuple(float(z) for z in np.sqrt((aff[:3, :3] ** 2).sum(axis=0)))
-    if not all(np.isfinite(zooms)) or min(zooms) <= 0:
-        raise VolumeError(path, f"zero or negative voxel spacing {zooms}")
+    if problem := spacing_problem(zooms):
+        raise VolumeError(path, problem)
     return zooms
+
+
+def header_geometry(path: Path, header: nib.Nifti1Header) -> tuple[list[float] | None, list[int]]:
+    """Spacing (None for a blank header) and shape in model order, from a checked header."""
+    shape = check_header(path, header)[:3]
+    blank = header_is_blank(header)
+    zooms = _zooms(path, header, blank)
+    dummy = np.broadcast_to(np.uint8(0), shape)  # no allocation
+    _, perm, _ = orient(path, dummy, None if blank else header.get_best_affine())
+    spacing = None if zooms is None else [zooms[int(p)] for p in perm]
+    return spacing, [int(shape[p]) for p in perm]
 
 
 def read_volume(
@@ -220,8 +303,10 @@ def _model_spacing(path: Path, zooms, perm, override) -> tuple[float, float, flo
     """Spacing in model order: the override (metadata) wins, else the header zooms."""
     if override is not None:
         sp = tuple(float(s) for s in override)
-        if len(sp) != 3 or not all(np.isfinite(sp)) or min(sp) <= 0:
-            raise VolumeError(path, f"zero or negative spacing {sp}")
+        if len(sp) != 3:
+            raise VolumeError(path, f"spacing {sp} needs three values")
+        if problem := spacing_problem(sp):
+            raise VolumeError(path, problem)
         return sp  # type: ignore[return-value]
     if zooms is None:
         raise VolumeError(path, "blank header and no metadata spacing")

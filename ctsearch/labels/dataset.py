@@ -6,14 +6,15 @@ development part only. `read_rows` reads a CSV that must have given columns (als
 
 from __future__ import annotations
 
-import csv
 import hashlib
+import logging
 from pathlib import Path
 
 from ctsearch.data.schema import PATHOLOGIES
 from ctsearch.data.text import report_of
 from ctsearch.errors import DataError, FieldError, MissingFileError
 
+log = logging.getLogger(__name__)
 REPORT_COLUMNS = ("VolumeName", "Findings_EN", "Impressions_EN")
 
 
@@ -22,16 +23,36 @@ def held_out(scan: str) -> bool:
     return int(hashlib.sha1(scan.encode()).hexdigest(), 16) % 10 < 3
 
 
-def read_rows(path: str | Path, columns: tuple[str, ...]) -> list[dict]:
-    """The rows of a CSV that must have `columns`; a missing file or column is an error."""
+def read_checked_rows(path: str | Path, columns: tuple[str, ...]
+                      ) -> tuple[list[dict], list[str]]:
+    """(usable rows, one problem line per unusable row) of a CSV that must have `columns`.
+
+    Rows are read one by one (`ctsearch.data.csvfile`): a bad byte, a broken quote or a wrong
+    cell count costs that row, named by file and line; a missing file or column is an error.
+    """
+    from ctsearch.data.csvfile import ROW_PROBLEM, ROW_WHERE, read_keyed_csv
+
     if not Path(path).is_file():
         raise MissingFileError(f"{path} does not exist")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = set(columns) - set(reader.fieldnames or ())
-        if missing:
-            raise DataError(f"{path}: missing column(s) {sorted(missing)}")
-        return list(reader)
+    header, keyed = read_keyed_csv(Path(path))
+    missing = set(columns) - set(header)
+    if missing:
+        raise DataError(f"{path}: missing column(s) {sorted(missing)}")
+    rows, problems = [], []
+    for row in keyed.values():
+        if ROW_PROBLEM in row:
+            problems.append(row[ROW_PROBLEM])
+            continue
+        rows.append({k: v for k, v in row.items() if k not in (ROW_WHERE, ROW_PROBLEM)})
+    return rows, problems
+
+
+def read_rows(path: str | Path, columns: tuple[str, ...]) -> list[dict]:
+    """The usable rows of a CSV that must have `columns`; each unusable row is logged."""
+    rows, problems = read_checked_rows(path, columns)
+    for problem in problems:
+        log.warning("%s; row skipped", problem)
+    return rows
 
 
 def _flags(row: dict, path: Path) -> list[int]:

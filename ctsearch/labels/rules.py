@@ -9,14 +9,17 @@ positive when any sentence mentions it un-negated. `explain` returns the sentenc
 from __future__ import annotations
 
 import csv
+import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ctsearch.data.schema import PATHOLOGIES
 from ctsearch.data.text import report_of
 from ctsearch.fsutil import atomic_output
-from ctsearch.labels.dataset import REPORT_COLUMNS, read_rows
+from ctsearch.labels.dataset import REPORT_COLUMNS, read_checked_rows
+
+log = logging.getLogger(__name__)
 
 _ARTERY = r"(aort|arter|vascular|carotid|subclavian|brachiocephalic|iliac|vessel|arch)"
 RULES: dict[str, tuple[list[str], list[str]]] = {  # finding -> (patterns, exclusions)
@@ -132,13 +135,24 @@ def label_matrix(texts: list[str]) -> list[list[int]]:
     return [list(label_report(t).values()) for t in texts]
 
 
-def label_csv(reports_csv: str | Path, out_csv: str | Path, model: str | Path | None = None
-              ) -> int:
-    """CT-RATE reports CSV -> CT-RATE labels CSV (`VolumeName` + the 18 columns); returns rows.
+@dataclass
+class LabelRun:
+    """What `label_csv` did: rows written, and one line per row it could not read."""
 
-    `model`: a trained labeler folder (`ctsearch labels train`) instead of the rules.
+    written: int
+    skipped: list[str] = field(default_factory=list)
+
+
+def label_csv(reports_csv: str | Path, out_csv: str | Path, model: str | Path | None = None
+              ) -> LabelRun:
+    """CT-RATE reports CSV -> CT-RATE labels CSV (`VolumeName` + the 18 columns).
+
+    `model`: a trained labeler folder (`ctsearch labels train`) instead of the rules. A row that
+    cannot be read (bad bytes, broken quoting) is skipped, logged and listed in the result.
     """
-    rows = read_rows(reports_csv, REPORT_COLUMNS)
+    rows, skipped = read_checked_rows(reports_csv, REPORT_COLUMNS)
+    for problem in skipped:
+        log.error("%s; row skipped", problem)
     texts = [report_of(r) for r in rows]
     if model:
         from ctsearch.labels.learned import ModelLabeler
@@ -151,4 +165,4 @@ def label_csv(reports_csv: str | Path, out_csv: str | Path, model: str | Path | 
         w.writerow(["VolumeName", *PATHOLOGIES])
         for r, labels in zip(rows, matrix, strict=True):
             w.writerow([r["VolumeName"], *labels])
-    return len(rows)
+    return LabelRun(len(rows), skipped)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ctsearch import __version__
+from ctsearch.errors import ModelError
 from ctsearch.fsutil import atomic_output
 from ctsearch.models.clip import ALL_PARTS, CTCLIP, Part, key_part
 from ctsearch.models.config import ModelCfg, official_config
@@ -128,7 +129,12 @@ def load_checkpoint(path: str | Path, cfg: ModelCfg | None = None,
 def empty_model(ckpt: Checkpoint) -> CTCLIP:
     """A CTCLIP of the checkpoint's config without towers (+ its ClassFine head, loaded)."""
     model = CTCLIP(ckpt.cfg, parts=())
-    _attach_classifier(model, ckpt.extras.get("classifier"))
+    head = ckpt.extras.get("classifier")
+    try:
+        check_finite({f"classifier.{k}": v for k, v in (head or {}).items()})
+    except ModelError as exc:
+        raise ModelError(f"{ckpt.path}: {exc}") from None
+    _attach_classifier(model, head)
     return model
 
 
@@ -142,9 +148,19 @@ def load_parts(model: CTCLIP, ckpt: Checkpoint, parts: Iterable[Part | str]) -> 
             _load_encoder_only(model, ckpt.state, new)
         else:
             _load_subset(model, ckpt.state, lambda k: key_part(k) in new or key_part(k) is None)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{ckpt.path}: {exc}") from None
+    except CheckpointError as exc:  # ModelError stays a ModelError
+        raise type(exc)(f"{ckpt.path}: {exc}") from None
     return model
+
+
+def check_finite(tensors: dict) -> None:
+    """ModelError when any floating-point tensor holds NaN or inf (one pass over them)."""
+    bad = [k for k, v in tensors.items()
+           if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ModelError(f"{len(bad)} tensor{'s' if len(bad) > 1 else ''} hold"
+                         f"{'' if len(bad) > 1 else 's'} NaN or inf weights (first {bad[0]}); "
+                         "the training diverged: use an earlier checkpoint")
 
 
 def _convert(raw: dict, cfg: ModelCfg | None) -> tuple[ModelCfg, dict, dict]:
@@ -162,6 +178,7 @@ def _load_subset(model: CTCLIP, sd: dict, wanted) -> None:
            if wanted(k) and not k.startswith("classifier.")}  # the head is loaded on its own
     sub = {k: v for k, v in sd.items() if wanted(k)}
     check_shapes(own, sub)
+    check_finite(sub)
     model.load_state_dict(sub, strict=False)
 
 

@@ -12,6 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from ctsearch.data.cache import discard_cache_file, verify_cache_file
+from ctsearch.errors import ModelError
 from ctsearch.fsutil import atomic_output
 from ctsearch.search.encoder import Encoder
 from ctsearch.search.store import column_matrix, embedding_array
@@ -38,9 +40,22 @@ def read_parts(work: Path) -> dict[str, dict]:
 
 
 def _load(rows: list[dict], enc: Encoder) -> tuple[list[dict], list[np.ndarray], list[dict]]:
-    """Preprocessed arrays of a batch; bad ones become failures (one line each)."""
+    """Preprocessed arrays of a batch; bad ones become failures (one line each).
+
+    Each cache file is verified against its recorded checksum first: a damaged one is
+    discarded (one warning) and comes back as a failure marked `damaged`, for the build to
+    preprocess again from the source.
+    """
     ok, arrays, failed = [], [], []
     for row in rows:
+        problem = verify_cache_file(row["file"], full=True)
+        if problem:
+            log.warning("%s: cached volume %s is damaged (%s); preprocessing it again",
+                        row["volume"], row["file"], problem)
+            discard_cache_file(row["file"])
+            failed.append({"volume": row["volume"], "error": f"{row['volume']}: cached volume "
+                           f"{row['file']} is damaged ({problem})", "damaged": True})
+            continue
         try:
             x = np.load(row["file"], mmap_mode="r").astype(np.float32)
             enc.check_volume(x, row["volume"])
@@ -52,6 +67,16 @@ def _load(rows: list[dict], enc: Encoder) -> tuple[list[dict], list[np.ndarray],
         ok.append(row)
         arrays.append(x)
     return ok, arrays, failed
+
+
+def check_finite(vectors: np.ndarray, rows: list[dict], enc: Encoder, what: str) -> None:
+    """ModelError naming the first volume whose `what` embedding holds NaN or inf."""
+    bad = ~np.isfinite(vectors).all(axis=tuple(range(1, vectors.ndim)))
+    if bad.any():
+        first = rows[int(np.argmax(bad))]["volume"]
+        more = f" (and {int(bad.sum()) - 1} more of its batch)" if bad.sum() > 1 else ""
+        raise ModelError(f"{enc.path}: the model produced NaN or inf {what} embeddings for "
+                         f"{first}{more}; its weights are unusable (diverged training?)")
 
 
 def _part_table(rows: list[dict], vol: np.ndarray, rep: np.ndarray, codes: np.ndarray) -> pa.Table:
@@ -69,10 +94,22 @@ def encode_batch(rows: list[dict], enc: Encoder, work: Path, number: int) -> lis
     ok, arrays, failed = _load(rows, enc)
     if ok:
         vol, codes = enc.encode_volumes(torch.from_numpy(np.stack(arrays))[:, None])
-        rep = enc.encode_text([r["text"] for r in ok], warn=False)  # the build says it once
+        check_finite(vol, ok, enc, "volume")
+        rep = _encode_reports(ok, enc)
         with atomic_output(work / f"part-{number:06d}.parquet", ".parquet") as tmp:
             pq.write_table(_part_table(ok, vol, rep, codes), tmp)
     return failed
+
+
+def _encode_reports(rows: list[dict], enc: Encoder) -> np.ndarray:
+    """Report embeddings of a batch; zeros for an image-only volume (no report text)."""
+    rep = np.zeros((len(rows), enc.dim), np.float32)
+    texts = [i for i, r in enumerate(rows) if r["text"].strip()]
+    if texts:
+        emb = enc.encode_text([rows[i]["text"] for i in texts], warn=False)  # the build says it
+        check_finite(emb, [rows[i] for i in texts], enc, "report")
+        rep[texts] = emb
+    return rep
 
 
 def encode_missing(todo: list[dict], enc: Encoder, work: Path, batch: int,

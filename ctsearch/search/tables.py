@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ctsearch.data.cases import CASE_SCHEMA
-from ctsearch.fsutil import write_json
+from ctsearch.fsutil import no_space, write_json
 from ctsearch.search.info import Counts, IndexInfo
 from ctsearch.search.store import (
     CODEBOOK,
@@ -41,7 +41,9 @@ def volumes_table(rows: list[dict], have: dict) -> pa.Table:
 
 
 def reports_table(rows: list[dict], have: dict) -> pa.Table:
-    """One row per volume: the embedded report text (+ findings / impressions), embedding."""
+    """One row per volume with report text (image-only volumes have none): the embedded text
+    (+ findings / impressions), embedding."""
+    rows = [r for r in rows if r["text"].strip()]
     vectors = np.stack([have[r["volume"]]["report_embedding"] for r in rows]) if rows else None
     return pa.table({
         "volume": [r["volume"] for r in rows], "id": pa.array([r["id"] for r in rows], pa.int64()),
@@ -80,14 +82,17 @@ def concat_shards(shards: list[Path], infos: list[IndexInfo], final: Path, *, ba
     tables = [pa.concat_tables([pq.read_table(s / rel) for s in shards]).sort_by("volume")
               for rel in (VOLUMES, REPORTS, CODES)]
     clean_staging(final)
-    tmp = staging_dir(final)
+    with no_space(final):
+        tmp = staging_dir(final)
     try:
-        write_tables(tmp, *tables, np.load(shards[0] / CODEBOOK))
-        info = _merged_info(infos, tables[0].num_rows, final.name)
-        info.backend = build_vectors(tmp, tables[0], tables[1], spec=backend, options=options)
-        info.build_seconds = round(time.time() - t0, 3)
-        write_json(tmp / "stats.json", {"merged_from": [s.name for s in shards]})
-        info.write(tmp)
+        with no_space(final):
+            write_tables(tmp, *tables, np.load(shards[0] / CODEBOOK))
+            info = _merged_info(infos, tables[0].num_rows, final.name)
+            info.backend = build_vectors(tmp, tables[0], tables[1], spec=backend,
+                                         options=options)
+            info.build_seconds = round(time.time() - t0, 3)
+            write_json(tmp / "stats.json", {"merged_from": [s.name for s in shards]})
+            info.write(tmp)
         publish(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

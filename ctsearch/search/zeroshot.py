@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from ctsearch.data.schema import PATHOLOGIES
-from ctsearch.errors import QueryError, UsageError
+from ctsearch.errors import IndexFormatError, ModelError, QueryError, UsageError
 from ctsearch.fsutil import atomic_output
 from ctsearch.search.modes import Template
 
@@ -88,12 +88,44 @@ def cached_prompts(folder: Path, encoder, findings: list[str], template: str) ->
     key = hashlib.sha1(repr((encoder.fingerprint()["id"], pairs,
                              findings)).encode()).hexdigest()[:16]
     path = folder / "prompts" / f"{key}.npy"
-    if path.exists():
-        return np.load(path)
+    cached = _read_cached(path, (len(findings), 2, encoder.dim))
+    if cached is not None:
+        return cached
     emb = prompt_embeddings(encoder, findings, template)
+    if not np.isfinite(emb).all():
+        raise ModelError(f"model {encoder.path}: its prompt embeddings are not finite "
+                         "(NaN/inf weights: a diverged or damaged checkpoint)")
     with atomic_output(path, ".npy") as tmp, open(tmp, "wb") as fh:
         np.save(fh, emb)
     return emb
+
+
+def _read_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The cached prompt embeddings, or None when absent or damaged (then rebuilt)."""
+    if not path.exists():
+        return None
+    try:
+        emb = np.load(path)
+    except (OSError, ValueError, EOFError) as exc:
+        log.warning("prompt cache %s is damaged (%s): encoding the prompts again", path, exc)
+        return None
+    if emb.shape != shape or not np.isfinite(emb).all():
+        log.warning("prompt cache %s is damaged (shape %s, expected %s, or not finite): "
+                    "encoding the prompts again", path, emb.shape, shape)
+        return None
+    return emb
+
+
+def _check_latents(searcher, names: list[str], latents: np.ndarray, file=None) -> None:
+    """Non-finite latents: the index is damaged, or the model diverged on a volume file."""
+    bad = [n for n, ok in zip(names, np.isfinite(latents).all(axis=1), strict=True) if not ok]
+    if bad and file:
+        raise ModelError(f"model {searcher.encoder.path}: its embedding of volume file {file} "
+                         "is not finite (NaN/inf weights: a diverged or damaged checkpoint)")
+    if bad:
+        raise IndexFormatError(f"index {searcher.name!r}: the latents of {len(bad)} volume(s) "
+                               f"are not finite (first: {bad[0]}); the index is damaged or was "
+                               "built by a diverged model; rebuild it")
 
 
 def probs_table(volumes: list[str], probs: np.ndarray, findings: list[str]) -> pa.Table:
@@ -118,6 +150,10 @@ def detect(searcher, findings: list[str] | None = None, *, volume: str | Path | 
     else:
         names = [like or Path(volume).name]
         latents = searcher.query_vector(volume=volume, like=like)[None]
+    _check_latents(searcher, names, latents, file=volume)
     prompts = cached_prompts(searcher.folder, searcher.encoder, findings, template)
     scale = searcher.encoder.logit_scale
+    if not np.isfinite(scale):
+        raise ModelError(f"model {searcher.encoder.path}: its logit scale {scale} is not finite "
+                         "(a diverged or damaged checkpoint)")
     return probs_table(names, presence_probs(latents, prompts, scale), findings)

@@ -37,7 +37,7 @@ def test_preprocess_command_ok_then_failure_exit_code(mini_tree, tmp_path):
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not a nifti at all" * 30)
     failed = runner.invoke(app, args)
-    assert failed.exit_code == 1
+    assert failed.exit_code == 3  # EXIT_PARTIAL: the batch finished, one volume failed
     assert "1 volume(s) failed" in failed.output
     counts = json.loads((out / "preprocess.json").read_text())["counts"]
     assert counts == {"done": 0, "skipped": 3, "failed": 1}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ctsearch.errors import CheckpointError, UsageError
+from ctsearch.errors import CheckpointError, ModelError, UsageError
 from ctsearch.models import (
     CTCLIP,
     Part,
@@ -140,3 +140,32 @@ def test_unknown_part_is_a_usage_error(tmp_path):
     path = checkpoint_files(_model(), tmp_path)[0]
     with pytest.raises(UsageError, match="model part"):
         load_checkpoint(path, parts=["audio"])
+
+
+def test_non_finite_weights_are_refused_on_the_parts_that_hold_them(tmp_path):
+    model = _model()
+    sd = to_official(model.state_dict(), model.cfg)
+    sd[VT + "to_patch_emb.2.weight"] = sd[VT + "to_patch_emb.2.weight"].clone()
+    sd[VT + "to_patch_emb.2.weight"][0, 0] = float("nan")
+    torch.save(sd, tmp_path / "diverged.pt")
+    assert load_checkpoint(tmp_path / "diverged.pt", model.cfg, parts=["text"]).parts == {
+        Part.text}  # strict on the requested parts only, as for missing keys
+    with pytest.raises(ModelError, match=r"diverged.pt: 1 tensor holds NaN or inf weights "
+                                         r"\(first visual_transformer.to_patch_emb.2.weight\)"):
+        load_checkpoint(tmp_path / "diverged.pt", model.cfg, parts=["vision"])
+    sd = to_official(model.state_dict(), model.cfg)
+    sd["temperature"] = torch.tensor(float("inf"))
+    torch.save(sd, tmp_path / "hot.pt")
+    with pytest.raises(ModelError, match=r"hot.pt: 1 tensor holds NaN or inf weights \(first "
+                                         r"temperature\)"):
+        load_checkpoint(tmp_path / "hot.pt", model.cfg, parts=["text"])
+
+
+def test_a_non_finite_classfine_head_is_refused(tmp_path):
+    path = checkpoint_files(_model(), tmp_path)[1]
+    sd = torch.load(path, weights_only=True)
+    sd["classifier.bias"][3] = float("-inf")
+    torch.save(sd, path)
+    with pytest.raises(ModelError, match=r"classfine.pt: 1 tensor holds NaN or inf weights "
+                                         r"\(first classifier.bias\)"):
+        load_checkpoint(path, parts=["text"])
