@@ -88,8 +88,12 @@ def read_dicom_series(folder: Path, *, spacing=None):
     from ctsearch.data.volume import LoadedVolume, _model_spacing, orient
 
     slices = _read_slices(folder)
-    row_dir, col_dir, ordered = _geometry(slices)
-    hu = _stack_hu(ordered)
+    try:
+        row_dir, col_dir, ordered = _geometry(slices)
+        hu = _stack_hu(ordered)
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        # a slice without geometry tags, pixel data that does not decode, mixed sizes, ...
+        raise VolumeError(folder, f"unusable DICOM series ({type(exc).__name__}: {exc})") from None
     if not np.isfinite(hu).all():
         raise VolumeError(folder, "NaN/inf voxels")
     affine = dicom_affine(ordered, row_dir, col_dir)

@@ -424,3 +424,40 @@ def test_a_plain_nifti_folder_indexes_for_image_search(world, tmp_path):
     res = _cli("query", "--index", "p", "--home", home, "--report", "Effusion.", "--target",
                "reports")
     assert res.exit_code == 2 and "no report" in _said(res), res.output
+
+
+# in a private mount namespace: the world's home copied onto a 64 MiB tmpfs, then filled up to
+# its last 64 KiB; a --rebuild of the index `base` runs out of space
+_FULL_HOME = """
+mount -t tmpfs -o size=64m tmpfs "$H" || exit 90
+cp -a "$SRC"/. "$H"/ && cp -a "$H"/indexes "$BEFORE" || exit 91
+free=$(df --output=avail -B1 "$H" | tail -1)
+fallocate -l $((free - 65536)) "$H/filler" || exit 92
+"$PY" -m ctsearch.cli.main index build --name base --home "$H" --rebuild --workers 1 \
+    >"$LOG" 2>&1
+echo $? >"$RC"
+rm "$H/filler" && cp -a "$H"/indexes "$AFTER"
+find "$H" -name '.*' -type f ! -name '*.lock' >"$HIDDEN"
+"""
+
+
+def test_index_build_on_a_full_real_filesystem(world, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs tmpfs '{home}'"],
+                           capture_output=True, text=True) if shutil.which("unshare") else None
+    if probe is None or probe.returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs unshare -rm)")
+    files = {k: tmp_path / k for k in ("before", "after", "log", "rc", "hidden")}
+    env = {**os.environ, "PY": sys.executable, "H": str(home), "SRC": str(world["home"]),
+           **{k.upper(): str(v) for k, v in files.items()}}
+    res = subprocess.run(["unshare", "-rm", "sh", "-c", _FULL_HOME], env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    log = files["log"].read_text()
+    assert int(files["rc"].read_text()) == 2, log
+    [line] = [ln for ln in log.splitlines() if "error:" in ln]
+    assert f"{home}/" in line and "disk full" in line and "MiB free" in line, log
+    assert "Traceback" not in log
+    assert _snapshot(files["after"]) == _snapshot(files["before"])  # the index is untouched
+    assert files["hidden"].read_text() == ""  # no temp file, no staging folder left

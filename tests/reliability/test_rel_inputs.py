@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,14 @@ from typer.testing import CliRunner
 
 from ctsearch.cli.main import app
 from ctsearch.cli.ui import EXIT_PARTIAL, EXIT_USAGE
-from ctsearch.data import VolumeError, read_any, read_ctrate, read_folder, read_volume
+from ctsearch.data import (
+    VolumeError,
+    preprocess_tree,
+    read_any,
+    read_ctrate,
+    read_folder,
+    read_volume,
+)
 from ctsearch.data.intensity import decide_intensity
 from ctsearch.errors import CTRateError
 
@@ -349,3 +357,32 @@ def test_absurd_matrix_size_in_metadata_is_a_row_problem(mini_tree):
     row = rows["train_1_a_1.nii.gz"]
     assert "not a CT matrix size" in row["problem"] and row["shape"] is None
     assert row["manufacturer"] == "Philips"  # the other cells are still read
+
+
+def _damaged_series(shared, tmp_path: Path, damage) -> Path:
+    """A copy of the real 5-slice DICOM series, one slice damaged by `damage(dataset, path)`."""
+    import pydicom
+
+    src = shared / "fixtures" / "real_ct" / "pancreas_ct_cb_001_dicom_5sl"
+    folder = tmp_path / "plain" / "series"
+    shutil.copytree(src, folder)
+    victim = sorted(p for p in folder.iterdir() if p.is_file())[2]
+    damage(pydicom.dcmread(str(victim)), victim)
+    return folder
+
+
+@pytest.mark.parametrize("what, damage", [
+    ("no position", lambda ds, p: (delattr(ds, "ImagePositionPatient"), ds.save_as(p))),
+    ("truncated pixels", lambda ds, p: p.write_bytes(p.read_bytes()[:-4000])),
+    ("other size", lambda ds, p: (setattr(ds, "Rows", ds.Rows // 2),
+                                  setattr(ds, "PixelData", ds.PixelData[:len(ds.PixelData) // 2]),
+                                  ds.save_as(p))),
+])
+def test_a_damaged_dicom_slice_costs_its_series_only(shared, tmp_path, what, damage):
+    folder = _damaged_series(shared, tmp_path, damage)
+    good = tmp_path / "plain" / "good.nii.gz"
+    write_nifti(good, chest_hu(), lps_affine((1.0, 1.0, 2.0)))
+    summary = preprocess_tree(tmp_path / "plain", tmp_path / "out", "tiny")
+    assert summary.done == ["good.nii.gz"], what
+    [failure] = summary.failed
+    assert failure["error"].startswith(f"{folder}: ") and "internal error" not in failure["error"]
